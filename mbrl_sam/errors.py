@@ -1,0 +1,18 @@
+"""Errors raised for bad user input, reported at start-up without a traceback."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the value and the valid choices."""
+
+
+def check_choice(name: str, value: object, choices: list | tuple | dict) -> None:
+    """Raise ConfigError unless `value` is one of `choices`."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{name}={value!r} is not valid; choose one of: {listed}")
+
+
+def check_positive(name: str, value: float) -> None:
+    """Raise ConfigError unless `value` is a number greater than zero."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{name}={value!r} is not valid; it must be a number > 0")
