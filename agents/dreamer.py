@@ -1,0 +1,94 @@
+"""Dreamer: an RSSM world model trained by a pluggable objective, actor-critic in imagination."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from envs.base import EnvSpec
+from torch import Tensor
+
+from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from mbrl_sam.objectives import Objective, select_params
+from mbrl_sam.optim import ClosureOptimizer
+from mbrl_sam.world_models.dreamer import DreamerModelConfig, DreamerWorldModel
+
+ActState = tuple[dict[str, Tensor], Tensor]  # latent state and the previous action
+
+
+class DreamerAgent:
+    """Acts with the posterior latent and the actor; learns model, then behaviour, per update."""
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        model: dict,
+        behavior: dict,
+        model_opt: dict,
+        objective: Objective,
+        perturb: str,
+        device: torch.device,
+    ) -> None:
+        self.spec, self.device = spec, device
+        self.wm = DreamerWorldModel(spec.obs_shape, spec.action_dim, DreamerModelConfig(**model))
+        self.ac = ActorCritic(
+            self.wm.rssm.feat_dim, spec.action_dim, spec.discrete, ActorCriticConfig(**behavior)
+        )
+        self.wm.to(device)
+        self.ac.to(device)
+        self.wm_opt = ClosureOptimizer(
+            self.wm.parameters(),
+            objective=objective,
+            perturbed=select_params(self.wm.param_groups(), perturb),
+            **model_opt,
+        )
+
+    def _obs_tensor(self, obs: np.ndarray | Tensor) -> Tensor:
+        obs = torch.as_tensor(obs, device=self.device)
+        return obs if obs.dtype == torch.uint8 else obs.float()
+
+    @torch.no_grad()
+    def act(
+        self, obs: np.ndarray, state: ActState | None, is_first: bool, explore: bool
+    ) -> tuple[np.ndarray, ActState]:
+        """Pick an action for one observation; `state` carries the latent between steps."""
+        if state is None or is_first:
+            latent = self.wm.initial(1, self.device)
+            prev_action = torch.zeros(1, self.spec.action_dim, device=self.device)
+        else:
+            latent, prev_action = state
+        embed = self.wm.encode(self._obs_tensor(obs)[None])
+        first = torch.tensor([is_first], device=self.device)
+        latent = self.wm.rssm.obs_step(latent, prev_action, embed, first)
+        dist = self.ac.actor(self.wm.rssm.features(latent))
+        action = dist.sample() if explore else dist.mode()
+        return action[0].cpu().numpy(), (latent, action)
+
+    def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
+        """One world-model step (through the objective), then one actor and critic step."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        aux, opt_metrics = self.wm_opt.step(lambda: self.wm.loss(batch), step)
+        metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
+        metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
+        start = {k: v.detach().flatten(0, 1) for k, v in aux["post"].items()}
+        start_cont = (~batch["is_terminal"]).float().flatten()
+        behavior = self.ac.update(self.wm, start, start_cont)
+        metrics.update({f"behavior/{k}": v for k, v in behavior.items()})
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume learning: weights and optimizer states."""
+        return {
+            "wm": self.wm.state_dict(),
+            "ac": self.ac.state_dict(),
+            "wm_opt": self.wm_opt.state_dict(),
+            "ac_opt": self.ac.optimizer_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict()`."""
+        self.wm.load_state_dict(state["wm"])
+        self.ac.load_state_dict(state["ac"])
+        self.wm_opt.load_state_dict(state["wm_opt"])
+        self.ac.load_optimizer_state(state["ac_opt"])

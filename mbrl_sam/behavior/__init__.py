@@ -1,0 +1,1 @@
+"""Behaviour learning: policies and critics trained on imagined or planned trajectories."""

@@ -1,0 +1,178 @@
+"""Actor-critic learned in imagination: lambda-returns, percentile return scale, slow critic."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mbrl_sam.behavior.policy import Policy
+from mbrl_sam.distributions import TwoHot
+from mbrl_sam.nets import MLP
+from mbrl_sam.optim import ClosureOptimizer
+from mbrl_sam.world_models.dreamer import DreamerWorldModel
+from mbrl_sam.world_models.rssm import State
+
+
+@dataclass
+class ActorCriticConfig:
+    """Behaviour hyperparameters (DreamerV3 defaults)."""
+
+    units: int = 64
+    layers: int = 3
+    norm: str = "layer"
+    horizon: int = 15
+    discount_horizon: float = 333.0
+    lam: float = 0.95
+    entropy: float = 3e-4
+    slow_rate: float = 0.02
+    slow_reg: float = 1.0
+    retnorm_rate: float = 0.01
+    retnorm_low: float = 5.0
+    retnorm_high: float = 95.0
+    min_std: float = 0.1
+    max_std: float = 1.0
+    unimix: float = 0.01
+    bins: int = 255
+    actor_lr: float = 3e-5
+    critic_lr: float = 3e-5
+    eps: float = 1e-5
+    clip: float = 100.0
+
+
+def lambda_returns(
+    reward: Tensor, cont: Tensor, value: Tensor, discount: float, lam: float
+) -> Tensor:
+    """R_t = r_{t+1} + g c_{t+1} ((1 - lam) v_{t+1} + lam R_{t+1}), bootstrapped with v_H.
+
+    reward and cont have shape (H, N) and hold r_{t+1}, c_{t+1}; value has shape (H + 1, N).
+    """
+    returns = [value[-1]]
+    for t in reversed(range(reward.shape[0])):
+        nxt = (1 - lam) * value[t + 1] + lam * returns[-1]
+        returns.append(reward[t] + discount * cont[t] * nxt)
+    return torch.stack(returns[::-1][:-1])
+
+
+class ActorCritic(nn.Module):
+    """Policy and two-hot critic trained on imagined rollouts of a world model."""
+
+    def __init__(self, feat_dim: int, action_dim: int, discrete: bool, cfg: ActorCriticConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.action_dim, self.discrete = action_dim, discrete
+        self.discount = 1.0 - 1.0 / cfg.discount_horizon
+        self.actor = Policy(
+            feat_dim,
+            action_dim,
+            discrete,
+            cfg.units,
+            cfg.layers,
+            cfg.norm,
+            cfg.min_std,
+            cfg.max_std,
+            cfg.unimix,
+        )
+        self.critic = MLP(feat_dim, cfg.units, cfg.layers, cfg.bins, cfg.norm, outscale=0.0)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.twohot = TwoHot(cfg.bins)
+        self.register_buffer("return_scale", torch.zeros(()))
+        self.actor_opt = ClosureOptimizer(self.actor.parameters(), cfg.actor_lr, cfg.eps, cfg.clip)
+        self.critic_opt = ClosureOptimizer(
+            self.critic.parameters(), cfg.critic_lr, cfg.eps, cfg.clip
+        )
+
+    def _apply(self, fn, recurse=True):  # keep the two-hot bins on the module's device
+        super()._apply(fn, recurse)
+        self.twohot.bins = fn(self.twohot.bins)
+        return self
+
+    def value(self, feat: Tensor) -> Tensor:
+        """The critic's value estimate at `feat`."""
+        return self.twohot.mean(self.critic(feat))
+
+    @torch.no_grad()
+    def imagine(self, wm: DreamerWorldModel, start: State) -> dict[str, Tensor]:
+        """Roll the policy out in the model for `horizon` steps from every start state."""
+        state = {k: v.detach() for k, v in start.items()}
+        feats, actions = [wm.rssm.features(state)], []
+        for _ in range(self.cfg.horizon):
+            action = self.actor(feats[-1]).sample()
+            state = wm.rssm.img_step(state, action)
+            feats.append(wm.rssm.features(state))
+            actions.append(action)
+        feat = torch.stack(feats)
+        return {
+            "feat": feat,
+            "action": torch.stack(actions),
+            "reward": wm.reward(feat[1:]),
+            "cont": wm.cont(feat[1:]),
+        }
+
+    def update(self, wm: DreamerWorldModel, start: State, start_cont: Tensor) -> dict[str, float]:
+        """One actor and one critic step on a fresh imagined batch."""
+        cfg = self.cfg
+        traj = self.imagine(wm, start)
+        feat = traj["feat"]
+        with torch.no_grad():
+            value = self.value(feat)
+            returns = lambda_returns(traj["reward"], traj["cont"], value, self.discount, cfg.lam)
+            discounts = torch.cat([start_cont[None], self.discount * traj["cont"][:-1]])
+            weight = discounts.cumprod(0)
+            self._update_return_scale(returns)
+            scale = self.return_scale.clamp_min(1.0)
+            advantage = (returns - value[:-1]) / scale
+            slow_value = self.twohot.mean(self.slow_critic(feat[:-1]))
+
+        def actor_loss() -> tuple[Tensor, dict]:
+            dist = self.actor(feat[:-1])
+            logp = dist.log_prob(traj["action"])
+            entropy = dist.entropy()
+            loss = -(weight * (logp * advantage + cfg.entropy * entropy)).mean()
+            return loss, {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach()}
+
+        def critic_loss() -> tuple[Tensor, dict]:
+            logits = self.critic(feat[:-1])
+            loss = self.twohot.loss(logits, returns)
+            loss = loss + cfg.slow_reg * self.twohot.loss(logits, slow_value)
+            loss = (weight * loss).mean()
+            return loss, {"critic_loss": loss.detach()}
+
+        actor_aux, actor_metrics = self.actor_opt.step(actor_loss)
+        critic_aux, critic_metrics = self.critic_opt.step(critic_loss)
+        self._update_slow_critic()
+        metrics = {**actor_aux, **critic_aux}
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics["actor_grad_norm"] = actor_metrics["final_grad_norm"]
+        metrics["critic_grad_norm"] = critic_metrics["final_grad_norm"]
+        metrics["imag_return"] = float(returns.mean())
+        metrics["imag_reward"] = float(traj["reward"].mean())
+        metrics["return_scale"] = float(self.return_scale)
+        return metrics
+
+    def _update_return_scale(self, returns: Tensor) -> None:
+        """EMA of the 5th-95th percentile range of returns (the normaliser's denominator)."""
+        flat = returns.flatten().float()
+        q = torch.quantile(
+            flat,
+            torch.tensor([self.cfg.retnorm_low, self.cfg.retnorm_high], device=flat.device) / 100.0,
+        )
+        rate = self.cfg.retnorm_rate
+        self.return_scale.mul_(1 - rate).add_(rate * (q[1] - q[0]))
+
+    @torch.no_grad()
+    def _update_slow_critic(self) -> None:
+        """Move the slow critic toward the critic by `slow_rate`."""
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.lerp_(fast, self.cfg.slow_rate)
+
+    def optimizer_state(self) -> dict:
+        """Actor and critic optimizer states for checkpoints."""
+        return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        """Restore from `optimizer_state()`."""
+        self.actor_opt.load_state_dict(state["actor"])
+        self.critic_opt.load_state_dict(state["critic"])

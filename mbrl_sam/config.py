@@ -1,0 +1,60 @@
+"""Start-up checks of a run's config, so bad values fail in seconds with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mbrl_sam.errors import ConfigError, check_choice, check_positive
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name}={value!r} is not valid; it must be an integer >= {minimum}")
+
+
+def validate_config(cfg: Any, run_dir: Path) -> None:
+    """Raise ConfigError naming the first invalid value and what would be valid."""
+    from agents import AGENTS, build_objective
+    from envs import validate_task
+
+    check_choice("obs", cfg.obs, ("state", "pixels"))
+    validate_task(cfg.task, cfg.obs)
+    check_choice("agent", cfg.agent.name, AGENTS)
+    build_objective(cfg.objective)  # checks the name, rho, eta and the option names
+    check_choice("resume", cfg.resume, ("auto", True, False))
+    if cfg.action_repeat is not None:
+        _check_int("action_repeat", cfg.action_repeat, 1)
+    _check_int("steps", cfg.steps, 1)
+    _check_int("seed", cfg.seed, 0)
+    _check_int("prefill", cfg.prefill, 0)
+    _check_int("eval_every", cfg.eval_every, 0)
+    _check_int("eval_episodes", cfg.eval_episodes, 1)
+    _check_int("log_every", cfg.log_every, 1)
+    _check_int("agent.batch_size", cfg.agent.batch_size, 1)
+    _check_int("agent.batch_length", cfg.agent.batch_length, 2)
+    _check_int("replay_capacity", cfg.replay_capacity, cfg.agent.batch_length)
+    check_positive("agent.train_ratio", cfg.agent.train_ratio)
+    check_positive("checkpoint_minutes", cfg.checkpoint_minutes)
+    if cfg.threads is not None:
+        _check_int("threads", cfg.threads, 1)
+    checkpoint = Path(run_dir) / CHECKPOINT
+    if cfg.resume is True and not checkpoint.exists():
+        raise ConfigError(f"resume=true but {checkpoint} does not exist; check run_dir={run_dir}")
+    if cfg.resume is False and checkpoint.exists():
+        raise ConfigError(
+            f"run_dir={str(run_dir)!r} already holds a checkpoint and resume=false; "
+            "pass resume=auto to continue it or choose another run_dir"
+        )
+
+
+def check_resume_matches(cfg: Any, saved: dict, run_dir: Path) -> None:
+    """Refuse to resume a checkpoint made for another task or agent."""
+    for key, now in (("task", cfg.task), ("agent_name", cfg.agent.name)):
+        if saved.get(key) != now:
+            raise ConfigError(
+                f"run_dir={str(run_dir)!r} holds a checkpoint for {key}={saved.get(key)!r}, "
+                f"not {now!r}; use another run_dir or the same {key}"
+            )

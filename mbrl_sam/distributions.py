@@ -1,0 +1,86 @@
+"""Squashing transforms and output distributions shared by world models and critics."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def symlog(x: Tensor) -> Tensor:
+    """Compress magnitudes: sign(x) * log(1 + |x|)."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of symlog: sign(x) * (exp(|x|) - 1)."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+class TwoHot:
+    """Categorical over symexp-spaced bins; targets are two-hot in raw space, means are exact."""
+
+    def __init__(self, num_bins: int = 255, low: float = -20.0, high: float = 20.0) -> None:
+        self.num_bins = num_bins
+        self.bins = symexp(torch.linspace(low, high, num_bins))
+
+    def to(self, device: torch.device) -> TwoHot:
+        """Move the bin locations to `device`."""
+        self.bins = self.bins.to(device)
+        return self
+
+    def encode(self, y: Tensor) -> Tensor:
+        """Two-hot weights on the two bins around y (clamped to the bin range)."""
+        bins = self.bins
+        y = y.clamp(bins[0], bins[-1])
+        above = torch.searchsorted(bins, y.contiguous(), right=True).clamp(1, self.num_bins - 1)
+        below = above - 1
+        lo, hi = bins[below], bins[above]
+        w_hi = ((y - lo) / (hi - lo)).clamp(0, 1)
+        out = torch.zeros(*y.shape, self.num_bins, device=y.device, dtype=y.dtype)
+        out.scatter_(-1, below.unsqueeze(-1), (1 - w_hi).unsqueeze(-1))
+        out.scatter_add_(-1, above.unsqueeze(-1), w_hi.unsqueeze(-1))
+        return out
+
+    def mean(self, logits: Tensor) -> Tensor:
+        """Expected value under softmax(logits), in raw space."""
+        return (logits.softmax(-1) * self.bins).sum(-1)
+
+    def decode(self, weights: Tensor) -> Tensor:
+        """Value represented by bin weights (inverse of encode within range)."""
+        return (weights * self.bins).sum(-1)
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy of the predicted distribution against the two-hot target."""
+        return -(self.encode(target) * logits.log_softmax(-1)).sum(-1)
+
+
+def unimix_probs(logits: Tensor, unimix: float) -> Tensor:
+    """Softmax mixed with a uniform distribution, so no class has zero probability."""
+    probs = logits.softmax(-1)
+    if unimix > 0:
+        probs = (1 - unimix) * probs + unimix / probs.shape[-1]
+    return probs
+
+
+def sample_one_hot(probs: Tensor) -> Tensor:
+    """One-hot sample from the last axis by inverse CDF (one uniform draw per distribution)."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype)
+    index = (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
+    return F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+
+
+def straight_through(sample: Tensor, probs: Tensor) -> Tensor:
+    """Sample in the forward pass, gradient of the probabilities in the backward pass."""
+    return sample + probs - probs.detach()
+
+
+def categorical_kl(p: Tensor, q: Tensor) -> Tensor:
+    """KL(p || q) of categoricals on the last axis, given probabilities."""
+    return (p * (p.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(-1)
+
+
+def categorical_entropy(p: Tensor) -> Tensor:
+    """Entropy of a categorical on the last axis, given probabilities."""
+    return -(p * p.clamp_min(1e-12).log()).sum(-1)

@@ -1,0 +1,153 @@
+"""Building blocks: normalised MLPs, block-diagonal linear layers, 64x64 conv encoder/decoder."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from mbrl_sam.errors import check_choice
+
+NORMS = ("layer", "rms", "none")
+
+
+def make_norm(dim: int, kind: str) -> nn.Module:
+    """A normalisation layer over the last axis: LayerNorm, RMSNorm or identity."""
+    check_choice("norm", kind, NORMS)
+    if kind == "layer":
+        return nn.LayerNorm(dim, eps=1e-3)
+    if kind == "rms":
+        return nn.RMSNorm(dim, eps=1e-4)
+    return nn.Identity()
+
+
+def init_linear(layer: nn.Module, scale: float = 1.0) -> None:
+    """Truncated-normal fan-in init scaled by `scale`; scale 0 zeroes the layer's output."""
+    weight = layer.weight
+    fan_in = weight.shape[1] * math.prod(weight.shape[2:]) if weight.dim() > 1 else 1
+    if isinstance(layer, BlockLinear):
+        fan_in = weight.shape[1]
+    std = scale / math.sqrt(fan_in) / 0.8796
+    with torch.no_grad():
+        if scale == 0:
+            weight.zero_()
+        else:
+            nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.zero_()
+
+
+class DenseBlock(nn.Sequential):
+    """Linear, norm, SiLU: the unit layer of every MLP here."""
+
+    def __init__(self, in_dim: int, out_dim: int, norm: str = "layer") -> None:
+        super().__init__(
+            nn.Linear(in_dim, out_dim, bias=norm == "none"), make_norm(out_dim, norm), nn.SiLU()
+        )
+        init_linear(self[0])
+
+
+class MLP(nn.Sequential):
+    """`layers` DenseBlocks of width `units`, then an optional linear output layer."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        units: int,
+        layers: int,
+        out_dim: int | None = None,
+        norm: str = "layer",
+        outscale: float = 1.0,
+    ) -> None:
+        blocks: list[nn.Module] = []
+        for i in range(layers):
+            blocks.append(DenseBlock(in_dim if i == 0 else units, units, norm))
+        if out_dim is not None:
+            head = nn.Linear(units if layers else in_dim, out_dim)
+            init_linear(head, outscale)
+            blocks.append(head)
+        super().__init__(*blocks)
+        self.out_dim = out_dim if out_dim is not None else units
+
+
+class BlockLinear(nn.Module):
+    """Block-diagonal linear map: `blocks` independent linear maps on equal slices of the input."""
+
+    def __init__(self, in_dim: int, out_dim: int, blocks: int) -> None:
+        super().__init__()
+        if in_dim % blocks or out_dim % blocks:
+            raise ValueError(f"in_dim {in_dim} and out_dim {out_dim} must divide by {blocks}")
+        self.blocks = blocks
+        self.weight = nn.Parameter(torch.empty(blocks, in_dim // blocks, out_dim // blocks))
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+        init_linear(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply each block to its slice; x has shape (..., in_dim)."""
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.blocks, x.shape[-1] // self.blocks).transpose(0, 1)
+        y = torch.bmm(x, self.weight).transpose(0, 1).reshape(*lead, -1)
+        return y + self.bias
+
+
+class ConvEncoder(nn.Module):
+    """Strided convolutions from a (3, 64, 64) uint8 image to a flat embedding."""
+
+    def __init__(self, channels: int, depth: int, mults: tuple[int, ...], norm: str) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = channels
+        for mult in mults:
+            out_ch = depth * mult
+            layers += [nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False), ChannelNorm(out_ch, norm)]
+            layers.append(nn.SiLU())
+            in_ch = out_ch
+        self.net = nn.Sequential(*layers)
+        self.out_dim = in_ch * (64 // 2 ** len(mults)) ** 2
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Embed images of shape (..., C, 64, 64) with values 0..255."""
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).float() / 255.0 - 0.5
+        return self.net(x).reshape(*lead, -1)
+
+
+class ConvDecoder(nn.Module):
+    """Transposed convolutions from a feature vector back to a (C, 64, 64) image in [0, 1]."""
+
+    def __init__(
+        self, in_dim: int, channels: int, depth: int, mults: tuple[int, ...], norm: str
+    ) -> None:
+        super().__init__()
+        self.start = 64 // 2 ** len(mults)
+        self.start_ch = depth * mults[-1]
+        self.project = nn.Linear(in_dim, self.start_ch * self.start**2)
+        init_linear(self.project)
+        layers: list[nn.Module] = []
+        chans = [depth * m for m in reversed(mults)]
+        for in_ch, out_ch in zip(chans[:-1], chans[1:]):
+            layers += [nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False)]
+            layers += [ChannelNorm(out_ch, norm), nn.SiLU()]
+        layers.append(nn.ConvTranspose2d(chans[-1], channels, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        """Decode features of shape (..., in_dim) to images (..., C, 64, 64)."""
+        lead = feat.shape[:-1]
+        x = self.project(feat.reshape(-1, feat.shape[-1]))
+        x = x.reshape(-1, self.start_ch, self.start, self.start)
+        x = torch.sigmoid(self.net(x))
+        return x.reshape(*lead, *x.shape[1:])
+
+
+class ChannelNorm(nn.Module):
+    """Normalise conv features over channels at each pixel (the conv analogue of LayerNorm)."""
+
+    def __init__(self, channels: int, kind: str) -> None:
+        super().__init__()
+        self.norm = make_norm(channels, kind)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the norm with channels moved last and back."""
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

@@ -1,0 +1,59 @@
+"""The objective interface: turn a loss closure into gradients on a parameter set."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mbrl_sam.errors import ConfigError
+
+# A closure evaluates the loss afresh on the current weights; it returns (loss, aux).
+LossClosure = Callable[[], tuple[Tensor, Any]]
+
+
+class Objective(ABC):
+    """Fills `.grad` of `params` from a loss closure; the optimizer then steps."""
+
+    name = "objective"
+
+    @abstractmethod
+    def backward(
+        self,
+        closure: LossClosure,
+        params: Sequence[nn.Parameter],
+        perturbed: Sequence[nn.Parameter],
+        step: int,
+    ) -> tuple[Tensor, Any, dict[str, float]]:
+        """Evaluate the closure, write gradients into `.grad`; return (loss, aux, metrics).
+
+        `perturbed` is the subset of `params` that a sharpness-aware objective perturbs; the
+        others receive the gradient at the unperturbed weights. `aux` is the closure's aux from
+        the unperturbed weights.
+        """
+
+
+def grad_norm(grads: Sequence[Tensor | None]) -> Tensor:
+    """Global L2 norm of a list of gradients (None counts as zero)."""
+    norms = [g.detach().norm() for g in grads if g is not None]
+    if not norms:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def select_params(groups: dict[str, list[nn.Parameter]], spec: str) -> list[nn.Parameter]:
+    """Parameters named by `spec`: "all" or group names joined by "+" (e.g. encoder+dynamics)."""
+    if spec == "all":
+        return [p for params in groups.values() for p in params]
+    names = spec.split("+")
+    unknown = [n for n in names if n not in groups]
+    if unknown or not names:
+        valid = ", ".join(["all", *groups])
+        raise ConfigError(
+            f"objective.perturb={spec!r}: unknown group {', '.join(map(repr, unknown))}; "
+            f"use 'all' or '+'-joined names from: {valid}"
+        )
+    return [p for n in names for p in groups[n]]

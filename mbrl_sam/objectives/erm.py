@@ -1,0 +1,28 @@
+"""Empirical risk minimisation: the plain gradient of the loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from mbrl_sam.objectives.base import LossClosure, Objective, grad_norm
+
+
+class ERM(Objective):
+    """One forward and backward pass at the current weights."""
+
+    name = "erm"
+
+    def backward(
+        self,
+        closure: LossClosure,
+        params: Sequence[nn.Parameter],
+        perturbed: Sequence[nn.Parameter],
+        step: int,
+    ) -> tuple[Tensor, Any, dict[str, float]]:
+        """Write dL/dw into `.grad` of `params`."""
+        loss, aux = closure()
+        loss.backward()
+        return loss.detach(), aux, {"grad_norm": float(grad_norm([p.grad for p in params]))}

@@ -1,0 +1,58 @@
+"""An optimizer that takes a loss closure: objective -> gradients -> clip -> Adam step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from mbrl_sam.objectives import ERM, LossClosure, Objective
+
+
+class ClosureOptimizer:
+    """Adam over `params`, driven by an objective; skips steps whose gradient is not finite."""
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float,
+        eps: float = 1e-8,
+        clip: float = 100.0,
+        weight_decay: float = 0.0,
+        objective: Objective | None = None,
+        perturbed: Sequence[nn.Parameter] | None = None,
+    ) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.objective = objective or ERM()
+        self.perturbed = list(self.params if perturbed is None else perturbed)
+        self.clip = clip
+        self.adam = torch.optim.Adam(self.params, lr=lr, eps=eps, weight_decay=weight_decay)
+        self.skipped = 0
+
+    def step(self, closure: LossClosure, step: int = 0) -> tuple[Any, dict[str, float]]:
+        """One update; returns the closure's aux (unperturbed pass) and metrics."""
+        self.adam.zero_grad(set_to_none=True)
+        loss, aux, metrics = self.objective.backward(closure, self.params, self.perturbed, step)
+        # Clipping applies to the final gradient, after the objective has built it.
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        metrics["final_grad_norm"] = float(norm)
+        if torch.isfinite(norm):
+            self.adam.step()
+            metrics["skipped_step"] = 0.0
+        else:
+            self.skipped += 1
+            metrics["skipped_step"] = 1.0
+        metrics["skipped_total"] = float(self.skipped)
+        self.adam.zero_grad(set_to_none=True)
+        return aux, metrics
+
+    def state_dict(self) -> dict:
+        """Adam state plus the count of skipped steps."""
+        return {"adam": self.adam.state_dict(), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from `state_dict()`."""
+        self.adam.load_state_dict(state["adam"])
+        self.skipped = state["skipped"]

@@ -1,0 +1,128 @@
+"""DreamerV3-style world model: encoder, RSSM, decoder, reward and continue heads, and its loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mbrl_sam.distributions import TwoHot, symlog
+from mbrl_sam.nets import MLP, ConvDecoder, ConvEncoder
+from mbrl_sam.world_models.rssm import RSSM, State
+
+
+@dataclass
+class DreamerModelConfig:
+    """Sizes and loss weights of the world model (filled from configs/preset/*)."""
+
+    deter: int = 512
+    hidden: int = 64
+    stoch: int = 32
+    classes: int = 4
+    blocks: int = 8
+    units: int = 64
+    layers: int = 3
+    depth: int = 4
+    mults: tuple[int, ...] = (2, 3, 4, 4)
+    norm: str = "layer"
+    unimix: float = 0.01
+    bins: int = 255
+    free_bits: float = 1.0
+    loss_scales: dict[str, float] = field(
+        default_factory=lambda: {"rec": 1.0, "rew": 1.0, "con": 1.0, "dyn": 0.5, "rep": 0.1}
+    )
+
+
+class DreamerWorldModel(nn.Module):
+    """Learns latent dynamics from sequences; `loss(batch)` is all an objective needs."""
+
+    def __init__(self, obs_shape: tuple[int, ...], action_dim: int, cfg: DreamerModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.pixels = len(obs_shape) == 3
+        if self.pixels:
+            self.encoder = ConvEncoder(obs_shape[0], cfg.depth, tuple(cfg.mults), cfg.norm)
+            embed_dim = self.encoder.out_dim
+        else:
+            self.encoder = MLP(obs_shape[0], cfg.units, cfg.layers, norm=cfg.norm)
+            embed_dim = cfg.units
+        self.rssm = RSSM(
+            embed_dim,
+            action_dim,
+            deter=cfg.deter,
+            hidden=cfg.hidden,
+            stoch=cfg.stoch,
+            classes=cfg.classes,
+            blocks=cfg.blocks,
+            unimix=cfg.unimix,
+            norm=cfg.norm,
+        )
+        feat = self.rssm.feat_dim
+        if self.pixels:
+            self.decoder = ConvDecoder(feat, obs_shape[0], cfg.depth, tuple(cfg.mults), cfg.norm)
+        else:
+            self.decoder = MLP(feat, cfg.units, cfg.layers, obs_shape[0], cfg.norm)
+        self.reward_head = MLP(feat, cfg.units, 1, cfg.bins, cfg.norm, outscale=0.0)
+        self.continue_head = MLP(feat, cfg.units, 1, 1, cfg.norm)
+        self.twohot = TwoHot(cfg.bins)
+
+    def _apply(self, fn, recurse=True):  # keep the two-hot bins on the model's device
+        super()._apply(fn, recurse)
+        self.twohot.bins = fn(self.twohot.bins)
+        return self
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named parameter groups, for choosing which parameters an objective perturbs."""
+        return {
+            "encoder": list(self.encoder.parameters()),
+            "dynamics": list(self.rssm.parameters()),
+            "decoder": list(self.decoder.parameters()),
+            "reward": list(self.reward_head.parameters()),
+            "continue": list(self.continue_head.parameters()),
+        }
+
+    def encode(self, obs: Tensor) -> Tensor:
+        """Embed observations (symlog for vectors, scaled pixels for images)."""
+        return self.encoder(obs if self.pixels else symlog(obs))
+
+    def reward(self, feat: Tensor) -> Tensor:
+        """Predicted reward (two-hot mean) from features."""
+        return self.twohot.mean(self.reward_head(feat))
+
+    def cont(self, feat: Tensor) -> Tensor:
+        """Predicted probability that the episode continues."""
+        return torch.sigmoid(self.continue_head(feat).squeeze(-1))
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
+        """World-model loss on a (B, T) batch; returns (loss, {"metrics", "post"})."""
+        scales = self.cfg.loss_scales
+        embed = self.encode(batch["obs"])
+        post, _ = self.rssm.observe(embed, batch["action"], batch["is_first"])
+        prior_logits = self.rssm.prior_logits(post["deter"])
+        dyn, rep, metrics = self.rssm.kl_losses(
+            post["post_logits"], prior_logits, self.cfg.free_bits
+        )
+        feat = self.rssm.features(post)
+        recon = self.decoder(feat)
+        if self.pixels:
+            target = batch["obs"].float() / 255.0
+            rec = (recon - target).pow(2).sum((-3, -2, -1))
+        else:
+            rec = (recon - symlog(batch["obs"])).pow(2).sum(-1)
+        rew = self.twohot.loss(self.reward_head(feat), batch["reward"])
+        cont_target = (~batch["is_terminal"]).float()
+        con = F.binary_cross_entropy_with_logits(
+            self.continue_head(feat).squeeze(-1), cont_target, reduction="none"
+        )
+        terms = {"rec": rec, "rew": rew, "con": con, "dyn": dyn, "rep": rep}
+        loss = sum(scales[k] * v.mean() for k, v in terms.items())
+        metrics.update({f"{k}_loss": v.mean().detach() for k, v in terms.items()})
+        metrics["loss"] = loss.detach()
+        state = {"deter": post["deter"], "stoch": post["stoch"]}
+        return loss, {"metrics": metrics, "post": state}
+
+    def initial(self, batch: int, device: torch.device) -> State:
+        """Zero latent state for acting."""
+        return self.rssm.initial(batch, device)

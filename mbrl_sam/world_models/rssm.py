@@ -1,0 +1,151 @@
+"""Recurrent state-space model with discrete latents (DreamerV3-style), the whole RSSM here."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mbrl_sam.distributions import (
+    categorical_entropy,
+    categorical_kl,
+    sample_one_hot,
+    straight_through,
+    unimix_probs,
+)
+from mbrl_sam.nets import MLP, BlockLinear, DenseBlock, make_norm
+
+State = dict[str, Tensor]  # {"deter": (..., D), "stoch": (..., S, K)}
+
+
+class RSSM(nn.Module):
+    """Block-GRU deterministic path, categorical stochastic latents, prior and posterior."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        action_dim: int,
+        deter: int = 512,
+        hidden: int = 64,
+        stoch: int = 32,
+        classes: int = 4,
+        blocks: int = 8,
+        dynlayers: int = 1,
+        imglayers: int = 2,
+        obslayers: int = 1,
+        unimix: float = 0.01,
+        norm: str = "layer",
+    ) -> None:
+        super().__init__()
+        self.deter, self.stoch, self.classes, self.blocks = deter, stoch, classes, blocks
+        self.unimix = unimix
+        self.in_deter = DenseBlock(deter, hidden, norm)
+        self.in_stoch = DenseBlock(stoch * classes, hidden, norm)
+        self.in_action = DenseBlock(action_dim, hidden, norm)
+        # Each block sees its own slice of the state plus all three projected inputs.
+        block_in = deter // blocks + 3 * hidden
+        hid: list[nn.Module] = []
+        for i in range(dynlayers):
+            width = block_in if i == 0 else deter // blocks
+            hid += [BlockLinear(width * blocks, deter, blocks), make_norm(deter, norm), nn.SiLU()]
+        self.dyn_hidden = nn.Sequential(*hid)
+        self.gru = BlockLinear(deter, 3 * deter, blocks)
+        self.prior_net = MLP(deter, hidden, imglayers, stoch * classes, norm)
+        self.post_net = MLP(deter + embed_dim, hidden, obslayers, stoch * classes, norm)
+
+    @property
+    def feat_dim(self) -> int:
+        """Size of the feature vector fed to heads: deter plus flattened stoch."""
+        return self.deter + self.stoch * self.classes
+
+    def initial(self, batch: int, device: torch.device) -> State:
+        """All-zero state for `batch` sequences."""
+        return {
+            "deter": torch.zeros(batch, self.deter, device=device),
+            "stoch": torch.zeros(batch, self.stoch, self.classes, device=device),
+        }
+
+    def features(self, state: State) -> Tensor:
+        """Concatenate deter and flattened stoch into one feature vector."""
+        stoch = state["stoch"].flatten(-2)
+        return torch.cat([state["deter"], stoch], -1)
+
+    def core(self, deter: Tensor, stoch: Tensor, action: Tensor) -> Tensor:
+        """One block-GRU step of the deterministic state."""
+        action = action / action.abs().clamp_min(1.0).detach()
+        x = torch.cat(
+            [self.in_deter(deter), self.in_stoch(stoch.flatten(-2)), self.in_action(action)], -1
+        )
+        g, n = self.blocks, deter.shape[0]
+        x = torch.cat([deter.view(n, g, -1), x.unsqueeze(1).expand(n, g, x.shape[-1])], -1)
+        x = self.dyn_hidden(x.reshape(n, -1))
+        reset, cand, update = self.gru(x).view(n, g, 3, -1).unbind(2)
+        reset = torch.sigmoid(reset.reshape(n, -1))
+        cand = torch.tanh(reset * cand.reshape(n, -1))
+        update = torch.sigmoid(update.reshape(n, -1) - 1.0)
+        return update * cand + (1 - update) * deter
+
+    def _logits(self, net: nn.Module, x: Tensor) -> Tensor:
+        return net(x).unflatten(-1, (self.stoch, self.classes))
+
+    def prior_logits(self, deter: Tensor) -> Tensor:
+        """Logits of the prior p(z_t | h_t)."""
+        return self._logits(self.prior_net, deter)
+
+    def post_logits(self, deter: Tensor, embed: Tensor) -> Tensor:
+        """Logits of the posterior q(z_t | h_t, x_t)."""
+        return self._logits(self.post_net, torch.cat([deter, embed], -1))
+
+    def sample(self, logits: Tensor) -> Tensor:
+        """Straight-through one-hot sample from unimix probabilities."""
+        probs = unimix_probs(logits, self.unimix)
+        return straight_through(sample_one_hot(probs.detach()), probs)
+
+    def observe(
+        self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None
+    ) -> tuple[dict[str, Tensor], State]:
+        """Filter a (B, T) sequence; `action[:, t]` is the action that led into step t."""
+        batch, length = embed.shape[:2]
+        state = state if state is not None else self.initial(batch, embed.device)
+        keep = (~is_first).float()
+        deter, stoch = state["deter"], state["stoch"]
+        deters, stochs, logits = [], [], []
+        for t in range(length):
+            k = keep[:, t, None]
+            deter = self.core(deter * k, stoch * k[..., None], action[:, t] * k)
+            logit = self.post_logits(deter, embed[:, t])
+            stoch = self.sample(logit)
+            deters.append(deter)
+            stochs.append(stoch)
+            logits.append(logit)
+        out = {
+            "deter": torch.stack(deters, 1),
+            "stoch": torch.stack(stochs, 1),
+            "post_logits": torch.stack(logits, 1),
+        }
+        return out, {"deter": deter, "stoch": stoch}
+
+    def obs_step(self, state: State, action: Tensor, embed: Tensor, is_first: Tensor) -> State:
+        """One filtering step for acting in the environment."""
+        k = (~is_first).float()[:, None]
+        deter = self.core(state["deter"] * k, state["stoch"] * k[..., None], action * k)
+        return {"deter": deter, "stoch": self.sample(self.post_logits(deter, embed))}
+
+    def img_step(self, state: State, action: Tensor) -> State:
+        """One imagined step from the prior."""
+        deter = self.core(state["deter"], state["stoch"], action)
+        return {"deter": deter, "stoch": self.sample(self.prior_logits(deter))}
+
+    def kl_losses(
+        self, post_logits: Tensor, prior_logits: Tensor, free_bits: float
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Dynamics and representation KL terms (each clipped below by free bits)."""
+        post = unimix_probs(post_logits, self.unimix)
+        prior = unimix_probs(prior_logits, self.unimix)
+        dyn = categorical_kl(post.detach(), prior).sum(-1)
+        rep = categorical_kl(post, prior.detach()).sum(-1)
+        metrics = {
+            "kl": dyn.mean().detach(),
+            "prior_entropy": categorical_entropy(prior).sum(-1).mean().detach(),
+            "post_entropy": categorical_entropy(post).sum(-1).mean().detach(),
+        }
+        return dyn.clamp_min(free_bits), rep.clamp_min(free_bits), metrics

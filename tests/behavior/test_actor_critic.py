@@ -1,0 +1,68 @@
+"""Imagination shapes, lambda-returns against a hand computation, policy distributions."""
+
+import pytest
+import torch
+
+from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig, lambda_returns
+from mbrl_sam.behavior.policy import Policy
+from mbrl_sam.world_models.dreamer import DreamerModelConfig, DreamerWorldModel
+
+SMALL = dict(deter=64, hidden=16, stoch=4, classes=4, blocks=4, units=16, layers=1, depth=2)
+
+
+def test_lambda_returns_by_hand():
+    r = torch.tensor([[1.0], [2.0]])
+    c = torch.tensor([[1.0], [0.5]])
+    v = torch.tensor([[10.0], [20.0], [30.0]])
+    g, lam = 0.9, 0.8
+    r1 = 2.0 + g * 0.5 * 30.0
+    r0 = 1.0 + g * 1.0 * ((1 - lam) * 20.0 + lam * r1)
+    torch.testing.assert_close(lambda_returns(r, c, v, g, lam), torch.tensor([[r0], [r1]]))
+
+
+def test_lambda_one_is_discounted_sum_and_zero_is_td():
+    r, c, v = torch.rand(4, 3), torch.ones(4, 3), torch.rand(5, 3)
+    g = 0.9
+    mc = lambda_returns(r, c, v, g, 1.0)
+    expected0 = sum(g**i * r[i] for i in range(4)) + g**4 * v[4]
+    torch.testing.assert_close(mc[0], expected0)
+    td = lambda_returns(r, c, v, g, 0.0)
+    torch.testing.assert_close(td, r + g * v[1:])
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_imagination_and_update(discrete):
+    torch.manual_seed(0)
+    wm = DreamerWorldModel((5,), 3, DreamerModelConfig(**SMALL))
+    ac = ActorCritic(
+        wm.rssm.feat_dim, 3, discrete, ActorCriticConfig(units=16, layers=1, horizon=4)
+    )
+    start = wm.rssm.initial(10, torch.device("cpu"))
+    traj = ac.imagine(wm, start)
+    assert traj["feat"].shape == (5, 10, wm.rssm.feat_dim)
+    assert traj["action"].shape == (4, 10, 3)
+    assert traj["reward"].shape == (4, 10) and traj["cont"].shape == (4, 10)
+    if discrete:
+        assert torch.all(traj["action"].sum(-1) == 1)
+    else:
+        assert traj["action"].abs().max() <= 1
+    before = [p.detach().clone() for p in ac.actor.parameters()]
+    metrics = ac.update(wm, start, torch.ones(10))
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert any(not torch.equal(b, p) for b, p in zip(before, ac.actor.parameters()))
+
+
+def test_policy_log_prob_and_entropy():
+    torch.manual_seed(0)
+    pol = Policy(8, 2, False, 16, 1)
+    dist = pol(torch.randn(4, 8))
+    mean, std = dist.params
+    ref = torch.distributions.Normal(mean, std)
+    a = dist.sample()
+    torch.testing.assert_close(dist.log_prob(a), ref.log_prob(a).sum(-1))
+    torch.testing.assert_close(dist.entropy(), ref.entropy().sum(-1))
+    disc = Policy(8, 3, True, 16, 1)(torch.randn(4, 8))
+    onehot = disc.mode()
+    ref = torch.distributions.Categorical(probs=disc.params[0])
+    torch.testing.assert_close(disc.log_prob(onehot), ref.log_prob(onehot.argmax(-1)))
+    torch.testing.assert_close(disc.entropy(), ref.entropy())

@@ -1,0 +1,77 @@
+"""Train an agent: `python train.py agent=dreamer task=dmc/walker-walk objective=sam size=S`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mbrl_sam.errors import ConfigError
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Validate the config, build everything, resume if asked, and train."""
+    import torch
+    from mbrl_sam.logger import Logger
+    from mbrl_sam.replay import SequenceReplay
+
+    from agents import make_agent
+    from envs import make_env
+    from mbrl_sam.config import validate_config
+    from mbrl_sam.runtime import resolve_device, seed_everything
+    from mbrl_sam.trainer import Trainer
+
+    validate_config(cfg, run_dir)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    seed_everything(cfg.seed)
+    env_kwargs = dict(obs=cfg.obs, action_repeat=cfg.action_repeat)
+    env = make_env(cfg.task, seed=cfg.seed, **env_kwargs)
+    eval_env = make_env(cfg.task, seed=cfg.seed + 10_000, **env_kwargs)
+    spec = env.spec
+    agent = make_agent(cfg, spec, device)
+    replay = SequenceReplay(
+        cfg.replay_capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, seed=cfg.seed
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger = Logger(run_dir, use_tensorboard=cfg.tensorboard)
+    trainer = Trainer(cfg, agent, env, eval_env, replay, logger, run_dir)
+    resumed = cfg.resume is not False and trainer.try_resume()
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    n_params = sum(p.numel() for p in agent.wm.parameters())
+    print(
+        f"{'Resuming' if resumed else 'Training'} {cfg.agent.name} ({cfg.objective.name}, "
+        f"size {cfg.size.name}, world model {n_params / 1e6:.2f}M params) on {cfg.task} "
+        f"[{cfg.obs}] for {cfg.steps} env steps on {device}; logs in {run_dir}"
+        + (f" from step {trainer.env_steps}" if resumed else ""),
+        flush=True,
+    )
+    result = trainer.run()
+    env.close()
+    eval_env.close()
+    print(f"Done: {trainer.env_steps} env steps, eval return {result['eval_return']:.1f}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Entry point: Hydra parses `key=value` overrides into `cfg`."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(cfg.run_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        run(cfg, run_dir)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
