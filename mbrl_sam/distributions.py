@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -29,14 +28,18 @@ class TwoHot:
         self.bins = self.bins.to(device)
         return self
 
-    def encode(self, y: Tensor) -> Tensor:
-        """Two-hot weights on the two bins around y (clamped to the bin range)."""
+    def _neighbours(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Indices of the bins below and above y, and the weight of the upper one."""
         bins = self.bins
         y = y.clamp(bins[0], bins[-1])
         above = torch.searchsorted(bins, y.contiguous(), right=True).clamp(1, self.num_bins - 1)
         below = above - 1
         lo, hi = bins[below], bins[above]
-        w_hi = ((y - lo) / (hi - lo)).clamp(0, 1)
+        return below, above, ((y - lo) / (hi - lo)).clamp(0, 1)
+
+    def encode(self, y: Tensor) -> Tensor:
+        """Two-hot weights on the two bins around y (clamped to the bin range)."""
+        below, above, w_hi = self._neighbours(y)
         out = torch.zeros(*y.shape, self.num_bins, device=y.device, dtype=y.dtype)
         out.scatter_(-1, below.unsqueeze(-1), (1 - w_hi).unsqueeze(-1))
         out.scatter_add_(-1, above.unsqueeze(-1), w_hi.unsqueeze(-1))
@@ -44,15 +47,19 @@ class TwoHot:
 
     def mean(self, logits: Tensor) -> Tensor:
         """Expected value under softmax(logits), in raw space."""
-        return (logits.softmax(-1) * self.bins).sum(-1)
+        return logits.softmax(-1) @ self.bins
 
     def decode(self, weights: Tensor) -> Tensor:
         """Value represented by bin weights (inverse of encode within range)."""
-        return (weights * self.bins).sum(-1)
+        return weights @ self.bins
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy of the predicted distribution against the two-hot target."""
-        return -(self.encode(target) * logits.log_softmax(-1)).sum(-1)
+        # Gathering the two target bins avoids materialising a dense two-hot tensor.
+        below, above, w_hi = self._neighbours(target)
+        picked = torch.gather(logits, -1, torch.stack([below, above], -1))
+        weighted = picked[..., 0] * (1 - w_hi) + picked[..., 1] * w_hi
+        return torch.logsumexp(logits, -1) - weighted
 
 
 def unimix_probs(logits: Tensor, unimix: float) -> Tensor:
@@ -67,8 +74,8 @@ def sample_one_hot(probs: Tensor) -> Tensor:
     """One-hot sample from the last axis by inverse CDF (one uniform draw per distribution)."""
     cdf = probs.cumsum(-1)
     u = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype)
-    index = (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
-    return F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    index = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
+    return torch.zeros_like(probs).scatter_(-1, index, 1.0)
 
 
 def straight_through(sample: Tensor, probs: Tensor) -> Tensor:

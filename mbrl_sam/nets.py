@@ -83,12 +83,16 @@ class BlockLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim))
         init_linear(self)
 
+    def blockwise(self, x: Tensor) -> Tensor:
+        """Outputs kept in block-major layout (blocks, N, out_dim / blocks); x is (N, in_dim)."""
+        x = x.reshape(x.shape[0], self.blocks, -1).transpose(0, 1)
+        return torch.baddbmm(self.bias.view(self.blocks, 1, -1), x, self.weight)
+
     def forward(self, x: Tensor) -> Tensor:
         """Apply each block to its slice; x has shape (..., in_dim)."""
         lead = x.shape[:-1]
-        x = x.reshape(-1, self.blocks, x.shape[-1] // self.blocks).transpose(0, 1)
-        y = torch.bmm(x, self.weight).transpose(0, 1).reshape(*lead, -1)
-        return y + self.bias
+        y = self.blockwise(x.reshape(-1, x.shape[-1]))
+        return y.transpose(0, 1).reshape(*lead, -1)
 
 
 class ConvEncoder(nn.Module):

@@ -12,7 +12,7 @@ from mbrl_sam.distributions import (
     straight_through,
     unimix_probs,
 )
-from mbrl_sam.nets import MLP, BlockLinear, DenseBlock, make_norm
+from mbrl_sam.nets import MLP, BlockLinear, DenseBlock, init_linear, make_norm
 
 State = dict[str, Tensor]  # {"deter": (..., D), "stoch": (..., S, K)}
 
@@ -41,12 +41,16 @@ class RSSM(nn.Module):
         self.in_deter = DenseBlock(deter, hidden, norm)
         self.in_stoch = DenseBlock(stoch * classes, hidden, norm)
         self.in_action = DenseBlock(action_dim, hidden, norm)
-        # Each block sees its own slice of the state plus all three projected inputs.
-        block_in = deter // blocks + 3 * hidden
-        hid: list[nn.Module] = []
-        for i in range(dynlayers):
-            width = block_in if i == 0 else deter // blocks
-            hid += [BlockLinear(width * blocks, deter, blocks), make_norm(deter, norm), nn.SiLU()]
+        # Each block sees its own slice of the state plus all three projected inputs. The
+        # shared inputs go through one dense map instead of being copied to every block.
+        if dynlayers < 1:
+            raise ValueError("dynlayers must be >= 1")
+        self.dyn_state = BlockLinear(deter, deter, blocks)
+        self.dyn_inputs = nn.Linear(3 * hidden, deter, bias=False)
+        init_linear(self.dyn_inputs)
+        hid: list[nn.Module] = [make_norm(deter, norm), nn.SiLU()]
+        for _ in range(dynlayers - 1):
+            hid += [BlockLinear(deter, deter, blocks), make_norm(deter, norm), nn.SiLU()]
         self.dyn_hidden = nn.Sequential(*hid)
         self.gru = BlockLinear(deter, 3 * deter, blocks)
         self.prior_net = MLP(deter, hidden, imglayers, stoch * classes, norm)
@@ -76,13 +80,14 @@ class RSSM(nn.Module):
             [self.in_deter(deter), self.in_stoch(stoch.flatten(-2)), self.in_action(action)], -1
         )
         g, n = self.blocks, deter.shape[0]
-        x = torch.cat([deter.view(n, g, -1), x.unsqueeze(1).expand(n, g, x.shape[-1])], -1)
-        x = self.dyn_hidden(x.reshape(n, -1))
-        reset, cand, update = self.gru(x).view(n, g, 3, -1).unbind(2)
-        reset = torch.sigmoid(reset.reshape(n, -1))
-        cand = torch.tanh(reset * cand.reshape(n, -1))
-        update = torch.sigmoid(update.reshape(n, -1) - 1.0)
-        return update * cand + (1 - update) * deter
+        x = self.dyn_hidden(self.dyn_state(deter) + self.dyn_inputs(x))
+        # Gates stay in block-major layout; only the new state is transposed back.
+        reset, cand, update = self.gru.blockwise(x).chunk(3, -1)
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update - 1.0)
+        old = deter.view(n, g, -1).transpose(0, 1)
+        return torch.lerp(old, cand, update).transpose(0, 1).reshape(n, -1)
 
     def _logits(self, net: nn.Module, x: Tensor) -> Tensor:
         return net(x).unflatten(-1, (self.stoch, self.classes))
@@ -98,7 +103,8 @@ class RSSM(nn.Module):
     def sample(self, logits: Tensor) -> Tensor:
         """Straight-through one-hot sample from unimix probabilities."""
         probs = unimix_probs(logits, self.unimix)
-        return straight_through(sample_one_hot(probs.detach()), probs)
+        sample = sample_one_hot(probs.detach())
+        return straight_through(sample, probs) if torch.is_grad_enabled() else sample
 
     def observe(
         self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None

@@ -1,0 +1,91 @@
+"""Scalar metrics written both to TensorBoard and to an append-only `metrics.jsonl`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+_RESERVED = ("step", "time")
+
+
+def _to_scalar(name: str, value: object) -> float | int:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"metric {name!r} is not a scalar: shape {tuple(value.shape)}")
+        return float(value.detach().item())
+    if isinstance(value, np.ndarray | np.generic):
+        if value.size != 1:
+            raise ValueError(f"metric {name!r} is not a scalar: shape {np.shape(value)}")
+        return float(value.item())
+    # bool is an int subclass; logging it as 0/1 keeps every value numeric.
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    raise TypeError(f"metric {name!r} has type {type(value).__name__}; expected a number")
+
+
+class Logger:
+    """Logs scalar metrics to `run_dir/tb` (TensorBoard) and `run_dir/metrics.jsonl`."""
+
+    def __init__(self, run_dir: str | os.PathLike, use_tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Append so a resumed run keeps its history; line buffering hands each record to the OS.
+        jsonl_path = self.run_dir / "metrics.jsonl"
+        self._jsonl = open(jsonl_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb")) if use_tensorboard else None
+
+    def log(
+        self,
+        step: int,
+        metrics: dict[str, float | int | torch.Tensor | np.ndarray],
+        prefix: str = "",
+    ) -> None:
+        """Write one JSON line and one TensorBoard scalar per metric, named `prefix/key`."""
+        if self._jsonl.closed:
+            raise RuntimeError("Logger.log called after close()")
+        step = int(step)
+        record: dict[str, float | int | None] = {"step": step, "time": time.time()}
+        for key, value in metrics.items():
+            name = f"{prefix}/{key}" if prefix else str(key)
+            if name in _RESERVED:
+                raise ValueError(f"metric name {name!r} is reserved; use a prefix")
+            scalar = _to_scalar(name, value)
+            finite = math.isfinite(scalar)
+            # JSON has no NaN/inf; null keeps every line parseable by strict readers.
+            record[name] = scalar if finite else None
+            if finite and self._writer is not None:
+                self._writer.add_scalar(name, scalar, global_step=step)
+        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
+        self._jsonl.flush()
+
+    def flush(self) -> None:
+        """Push pending TensorBoard events and JSON lines to disk."""
+        if not self._jsonl.closed:
+            self._jsonl.flush()
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close both outputs; further calls are no-ops."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if not self._jsonl.closed:
+            self._jsonl.close()
+
+    def __enter__(self) -> Logger:
+        """Return self so the logger can be used in a `with` block."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close on leaving the `with` block."""
+        self.close()
