@@ -14,12 +14,12 @@ from mbrl_sam.errors import ConfigError
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Validate the config, build everything, resume if asked, and train."""
     import torch
-    from mbrl_sam.logger import Logger
-    from mbrl_sam.replay import SequenceReplay
 
     from agents import make_agent
     from envs import make_env
     from mbrl_sam.config import validate_config
+    from mbrl_sam.logger import Logger
+    from mbrl_sam.replay import SequenceReplay
     from mbrl_sam.runtime import resolve_device, seed_everything
     from mbrl_sam.trainer import Trainer
 

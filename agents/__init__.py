@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from envs.base import EnvSpec
 from omegaconf import OmegaConf
 
+from envs.base import EnvSpec
 from mbrl_sam.errors import check_choice
 from mbrl_sam.objectives import make_objective
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from envs.base import EnvSpec
 from torch import Tensor
 
+from envs.base import EnvSpec
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from mbrl_sam.objectives import Objective, select_params
 from mbrl_sam.optim import ClosureOptimizer

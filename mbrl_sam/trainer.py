@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from envs.base import Env
 from tqdm import tqdm
 
+from envs.base import Env
 from mbrl_sam.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mbrl_sam.config import CHECKPOINT, check_resume_matches
 from mbrl_sam.logger import Logger
