@@ -58,3 +58,18 @@ def check_resume_matches(cfg: Any, saved: dict, run_dir: Path) -> None:
                 f"run_dir={str(run_dir)!r} holds a checkpoint for {key}={saved.get(key)!r}, "
                 f"not {now!r}; use another run_dir or the same {key}"
             )
+
+
+def config_dir() -> Path:
+    """The repository's `configs/` folder."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Compose configs/config.yaml with `key=value` overrides, as train.py would."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides))

@@ -53,13 +53,20 @@ class TwoHot:
         """Value represented by bin weights (inverse of encode within range)."""
         return weights @ self.bins
 
-    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Cross-entropy of the predicted distribution against the two-hot target."""
-        # Gathering the two target bins avoids materialising a dense two-hot tensor.
-        below, above, w_hi = self._neighbours(target)
-        picked = torch.gather(logits, -1, torch.stack([below, above], -1))
-        weighted = picked[..., 0] * (1 - w_hi) + picked[..., 1] * w_hi
-        return torch.logsumexp(logits, -1) - weighted
+    def loss(
+        self, logits: Tensor, target: Tensor, target2: Tensor | None = None, weight2: float = 0.0
+    ) -> Tensor:
+        """Cross-entropy to the two-hot target (plus weight2 times that to a second target)."""
+        # Gathering the target bins avoids materialising dense two-hot tensors, and one
+        # log-sum-exp serves both targets.
+        loss = (1.0 + (weight2 if target2 is not None else 0.0)) * torch.logsumexp(logits, -1)
+        for y, w in ((target, 1.0), (target2, weight2)):
+            if y is None:
+                continue
+            below, above, w_hi = self._neighbours(y)
+            picked = torch.gather(logits, -1, torch.stack([below, above], -1))
+            loss = loss - w * (picked[..., 0] * (1 - w_hi) + picked[..., 1] * w_hi)
+        return loss
 
 
 def unimix_probs(logits: Tensor, unimix: float) -> Tensor:

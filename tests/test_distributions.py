@@ -71,3 +71,15 @@ def test_categorical_kl_zero_iff_equal():
     assert float(categorical_kl(p, p)) == 0.0
     expected = float((p * (p / q).log()).sum())
     assert abs(float(categorical_kl(p, q)) - expected) < 1e-6
+
+
+def test_two_hot_loss_equals_dense_cross_entropy():
+    twohot = TwoHot(31)
+    logits = torch.randn(7, 31, dtype=torch.float64)
+    y1, y2 = torch.randn(7, dtype=torch.float64) * 5, torch.randn(7, dtype=torch.float64)
+    twohot.bins = twohot.bins.double()
+    logp = logits.log_softmax(-1)
+    dense1 = -(twohot.encode(y1) * logp).sum(-1)
+    dense2 = -(twohot.encode(y2) * logp).sum(-1)
+    torch.testing.assert_close(twohot.loss(logits, y1), dense1)
+    torch.testing.assert_close(twohot.loss(logits, y1, y2, 0.3), dense1 + 0.3 * dense2)

@@ -116,8 +116,11 @@ class ActorCritic(nn.Module):
         cfg = self.cfg
         traj = self.imagine(wm, start)
         feat = traj["feat"]
+        # One critic pass serves both the return targets (detached) and the critic loss: the
+        # weights are the same until the critic steps.
+        logits = self.critic(feat)
         with torch.no_grad():
-            value = self.value(feat)
+            value = self.twohot.mean(logits.detach())
             returns = lambda_returns(traj["reward"], traj["cont"], value, self.discount, cfg.lam)
             discounts = torch.cat([start_cont[None], self.discount * traj["cont"][:-1]])
             weight = discounts.cumprod(0)
@@ -134,9 +137,8 @@ class ActorCritic(nn.Module):
             return loss, {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach()}
 
         def critic_loss() -> tuple[Tensor, dict]:
-            logits = self.critic(feat[:-1])
-            loss = self.twohot.loss(logits, returns)
-            loss = loss + cfg.slow_reg * self.twohot.loss(logits, slow_value)
+            # Cross-entropy to the returns plus, as a regulariser, to the slow critic's mean.
+            loss = self.twohot.loss(logits[:-1], returns, slow_value, cfg.slow_reg)
             loss = (weight * loss).mean()
             return loss, {"critic_loss": loss.detach()}
 

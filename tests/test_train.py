@@ -1,0 +1,179 @@
+"""End-to-end: short real training runs, stop-and-resume, and start-up errors of train.py."""
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from mbrl_sam.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = [
+    "size=tiny",
+    "agent.batch_size=4",
+    "agent.batch_length=16",
+    "agent.train_ratio=32",
+    "agent.behavior.horizon=5",
+    "eval_episodes=1",
+    "log_every=100",
+    "progress=false",
+]
+
+
+def config(tmp_path: Path, *overrides: str):
+    return load_config([*FAST, f"run_dir={tmp_path}", *overrides])
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize(
+    "task,obs,steps,prefill",
+    [
+        ("dmc/cartpole-swingup", "state", 1200, 400),
+        ("dmc/cartpole-swingup", "pixels", 1100, 400),
+        ("gym/CartPole-v1", "state", 500, 200),
+    ],
+)
+def test_short_run_writes_logs_and_checkpoint(tmp_path, task, obs, steps, prefill):
+    cfg = config(tmp_path, f"task={task}", f"obs={obs}", f"steps={steps}", f"prefill={prefill}")
+    result = train.run(cfg, tmp_path)
+    assert np.isfinite(result["eval_return"])
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "config.yaml").exists()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    tags = scalars(tmp_path)
+    for tag in (
+        "train/model/loss",
+        "train/model/grad_norm",
+        "train/model/sharpness",
+        "eval/return",
+    ):
+        assert tag in tags, (tag, sorted(tags))
+    assert all(np.isfinite(tags["train/model/loss"]))
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("episode/return" in x for x in lines) and any("eval/return" in x for x in lines)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a["counters"] == b["counters"]
+    assert a["replay"]["total"] == b["replay"]["total"]
+    for key, value in a["replay"]["data"].items():
+        np.testing.assert_array_equal(value, b["replay"]["data"][key])
+    for name in ("wm", "ac"):
+        for k, v in a["agent"][name].items():
+            torch.testing.assert_close(v, b["agent"][name][k], rtol=0, atol=0)
+    assert (
+        a["agent"]["wm_opt"]["adam"]["state"].keys() == b["agent"]["wm_opt"]["adam"]["state"].keys()
+    )
+    for k, v in a["agent"]["wm_opt"]["adam"]["state"].items():
+        torch.testing.assert_close(
+            v["exp_avg"], b["agent"]["wm_opt"]["adam"]["state"][k]["exp_avg"]
+        )
+
+
+def test_stop_and_resume_restores_everything(tmp_path, monkeypatch):
+    from mbrl_sam import trainer as trainer_module
+
+    saved, loaded = {}, {}
+    original_save = trainer_module.Trainer.save
+    original_resume = trainer_module.Trainer.try_resume
+
+    def save_and_capture(self):
+        original_save(self)
+        saved["state"] = copy.deepcopy(self.state_dict())
+
+    def resume_and_capture(self):
+        resumed = original_resume(self)
+        loaded["state"] = copy.deepcopy(self.state_dict())
+        return resumed
+
+    monkeypatch.setattr(trainer_module.Trainer, "save", save_and_capture)
+    monkeypatch.setattr(trainer_module.Trainer, "try_resume", resume_and_capture)
+    cfg = config(tmp_path, "task=dmc/cartpole-swingup", "steps=800", "prefill=300")
+    train.run(cfg, tmp_path)
+    before = saved["state"]
+    assert before["counters"]["agent_steps"] == 400 and before["counters"]["updates"] > 0
+
+    # Rerun into the same run_dir with a larger budget: it continues from the checkpoint.
+    cfg = config(tmp_path, "task=dmc/cartpole-swingup", "steps=1200", "prefill=300")
+    train.run(cfg, tmp_path)
+    assert_same_state(before, loaded["state"])
+    after = saved["state"]
+    assert after["counters"]["agent_steps"] == 600
+    assert after["counters"]["updates"] > before["counters"]["updates"]
+    assert after["replay"]["total"] > before["replay"]["total"]
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    args = [*FAST, "task=gym/CartPole-v1", "steps=1500", "prefill=100", "agent.train_ratio=8"]
+    args.append(f"run_dir={tmp_path}")
+    args.append("checkpoint_minutes=0.005")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT)
+    checkpoint = tmp_path / "checkpoint.pt"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists() and checkpoint.stat().st_size > 0:
+            time.sleep(1.5)
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "no checkpoint was written before the kill"
+    state = torch.load(checkpoint, weights_only=False)
+    stopped_at = state["counters"]["agent_steps"]
+    assert 0 < stopped_at < 1500
+    proc = run_cli(*args[:-1], "checkpoint_minutes=10")
+    assert proc.returncode == 0, proc.stderr
+    assert "Resuming" in proc.stdout
+    final = torch.load(checkpoint, weights_only=False)
+    assert final["counters"]["agent_steps"] == 1500
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["task=nosuch/x"], ["nosuch", "dmc", "gym"]),
+        (["task=dmc/walker-fly"], ["walker-fly", "walker-walk"]),
+        (["objective.rho=0"], ["rho", "0"]),
+        (["agent.train_ratio=-1"], ["train_ratio", "-1"]),
+        (["objective=nosuch"], ["nosuch", "sam", "erm"]),
+        (["size=XL"], ["XL", "tiny"]),
+        (["obs=depth"], ["depth", "pixels"]),
+    ],
+)
+def test_bad_values_fail_at_startup_with_clear_message(tmp_path, args, expected):
+    proc = run_cli(*args, f"run_dir={tmp_path / 'run'}", "steps=10")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    for word in expected:
+        assert word in proc.stderr, (word, proc.stderr)
+
+
+def test_unreadable_checkpoint_fails_at_startup(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    proc = run_cli(f"run_dir={tmp_path}", "steps=10", "task=gym/CartPole-v1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "checkpoint.pt" in proc.stderr
