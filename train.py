@@ -20,10 +20,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from mbrl_sam.config import validate_config
     from mbrl_sam.logger import Logger
     from mbrl_sam.replay import SequenceReplay
-    from mbrl_sam.runtime import resolve_device, seed_everything
+    from mbrl_sam.runtime import resolve_device, seed_everything, tune_allocator
     from mbrl_sam.trainer import Trainer
 
     validate_config(cfg, run_dir)
+    tune_allocator()
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))

