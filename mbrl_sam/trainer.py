@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,8 +16,20 @@ from tqdm import tqdm
 from envs.base import Env
 from mbrl_sam.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mbrl_sam.config import CHECKPOINT, check_resume_matches
+from mbrl_sam.errors import ConfigError
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
+
+
+@dataclass
+class Episode:
+    """The running episode: last observation, the agent's recurrent state, return so far."""
+
+    obs: np.ndarray
+    is_first: bool = True
+    act_state: Any = None
+    ret: float = 0.0
+    length: int = 0
 
 
 class Agent(Protocol):
@@ -110,57 +123,41 @@ class Trainer:
             return False
         state = load_checkpoint(path, map_location="cpu")
         check_resume_matches(self.cfg, state, self.run_dir)
-        self.load(state)
+        try:
+            self.load(state)
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise ConfigError(
+                f"{path} does not fit this config (was it written with another size, obs or "
+                f"agent?): {str(err).splitlines()[0]}"
+            ) from None
         return True
 
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, float]:
         """Train until cfg.steps env steps; returns the final evaluation."""
-        cfg, spec = self.cfg, self.env.spec
+        cfg = self.cfg
         total_agent_steps = cfg.steps // self.repeat
-        prefill_steps = cfg.prefill // self.repeat
-        tty = sys.stderr.isatty()
         bar = tqdm(
             total=cfg.steps,
             initial=self.env_steps,
             unit="step",
             disable=not cfg.progress,
-            mininterval=0.5 if tty else 60.0,
+            # Off a terminal (CI logs) the bar is redrawn rarely instead of ten times a second.
+            mininterval=0.5 if sys.stderr.isatty() else 60.0,
             dynamic_ncols=True,
         )
         window: dict[str, list[float]] = defaultdict(list)
-        obs, is_first, act_state, ep_return, ep_len = self._reset_episode()
+        episode = self._reset_episode()
         last_save, last_log = time.monotonic(), self.env_steps
         start_time, start_steps = time.monotonic(), self.env_steps
         try:
             while self.counters["agent_steps"] < total_agent_steps:
-                if self.counters["agent_steps"] < prefill_steps:
-                    action = random_action(spec, self.rng)
-                else:
-                    action, act_state = self.agent.act(obs, act_state, is_first, explore=True)
-                obs, reward, terminated, truncated = self.env.step(action)
-                self.counters["agent_steps"] += 1
-                self.replay.add(obs, action, reward, False, terminated)
-                ep_return += reward
-                ep_len += 1
-                is_first = False
-                if terminated or truncated:
-                    self.counters["episodes"] += 1
-                    self.last_return = ep_return
-                    self.logger.log(
-                        self.env_steps, {"return": ep_return, "length": ep_len}, "episode"
-                    )
-                    obs, is_first, act_state, ep_return, ep_len = self._reset_episode()
-                while self.counters["updates"] < self.updates_due():
-                    batch = self.replay.sample(cfg.agent.batch_size, cfg.agent.batch_length)
-                    metrics = self.agent.update(batch, self.counters["updates"])
-                    self.counters["updates"] += 1
-                    for k, v in metrics.items():
-                        window[k].append(v)
+                episode = self._collect(episode)
+                self._train(window)
                 if self.env_steps - last_log >= cfg.log_every:
-                    fps = (self.env_steps - start_steps) / max(time.monotonic() - start_time, 1e-9)
-                    self._log_window(window, fps)
+                    elapsed = max(time.monotonic() - start_time, 1e-9)
+                    self._log_window(window, (self.env_steps - start_steps) / elapsed)
                     last_log = self.env_steps
                 if self._eval_due():
                     self.evaluate()
@@ -182,24 +179,55 @@ class Trainer:
             print(f"\nInterrupted: checkpoint saved in {self.run_dir}; rerun to resume.")
             raise
         bar.close()
-        result = self.evaluate() if self.counters["last_eval"] != self.env_steps else {}
-        result = result or {"eval_return": self.last_eval_return}
+        if self.counters["last_eval"] != self.env_steps:
+            self.evaluate()
         self.save()
         self.logger.close()
-        return result
+        return {"eval_return": self.last_eval_return}
 
-    def _reset_episode(self) -> tuple[np.ndarray, bool, Any, float, int]:
+    def _collect(self, episode: Episode) -> Episode:
+        """One agent step in the environment, stored in replay; a new episode when it ends."""
+        if self.counters["agent_steps"] < self.cfg.prefill // self.repeat:
+            action = random_action(self.env.spec, self.rng)
+        else:
+            action, episode.act_state = self.agent.act(
+                episode.obs, episode.act_state, episode.is_first, explore=True
+            )
+        obs, reward, terminated, truncated = self.env.step(action)
+        self.counters["agent_steps"] += 1
+        self.replay.add(obs, action, reward, False, terminated)
+        episode.obs, episode.is_first = obs, False
+        episode.ret += reward
+        episode.length += 1
+        if not (terminated or truncated):
+            return episode
+        self.counters["episodes"] += 1
+        self.last_return = episode.ret
+        self.logger.log(
+            self.env_steps, {"return": episode.ret, "length": episode.length}, "episode"
+        )
+        return self._reset_episode()
+
+    def _train(self, window: dict[str, list[float]]) -> None:
+        """Run the updates the train ratio asks for, collecting their metrics in `window`."""
+        a = self.cfg.agent
+        while self.counters["updates"] < self.updates_due():
+            batch = self.replay.sample(a.batch_size, a.batch_length)
+            metrics = self.agent.update(batch, self.counters["updates"])
+            self.counters["updates"] += 1
+            for k, v in metrics.items():
+                window[k].append(v)
+
+    def _reset_episode(self) -> Episode:
         seed = int(self.cfg.seed) * 100_003 + self.counters["episodes"]
         obs = self.env.reset(seed=seed)
         self.replay.add(obs, np.zeros(self.env.spec.action_dim, np.float32), 0.0, True, False)
-        return obs, True, None, 0.0, 0
+        return Episode(obs)
 
     def _eval_due(self) -> bool:
         every = self.cfg.eval_every
         if every > 0 and self.counters["last_eval"] < 0:
-            return (
-                True  # a first evaluation before learning: the curve starts at the untrained agent
-            )
+            return True  # evaluate once before learning, so curves start at the untrained agent
         return every > 0 and self.env_steps // every > max(self.counters["last_eval"], 0) // every
 
     def _log_window(self, window: dict[str, list[float]], fps: float) -> None:
