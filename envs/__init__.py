@@ -10,7 +10,7 @@ import importlib
 from types import ModuleType
 
 from envs.base import OBS_MODES, Env, EnvSpec
-from mbrl_sam.errors import ConfigError, check_choice
+from mbrl_sam.errors import ConfigError, check_choice, check_int
 
 # Modules are imported on first use so `import envs` stays cheap (no dm_control, no MuJoCo).
 SUITE_MODULES = {"dmc": "envs.dmc", "gym": "envs.gymnasium_env"}
@@ -39,11 +39,6 @@ def _split(task: str) -> tuple[str, str]:
     return suite, name
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name}={value!r} is not valid; it must be an integer >= {minimum}")
-
-
 def list_tasks(suite: str) -> list[str]:
     """Every task name `suite` accepts (without the `suite/` prefix)."""
     check_choice("suite", suite, SUITES)
@@ -68,9 +63,9 @@ def make_env(
     check_choice("obs", obs, OBS_MODES)
     suite, name = _split(task)
     if action_repeat is not None:
-        _check_int("action_repeat", action_repeat, 1)
-    _check_int("seed", seed, 0)
-    _check_int("size", size, 1)
+        check_int("action_repeat", action_repeat, 1)
+    check_int("seed", seed, 0)
+    check_int("size", size, 1)
     module = _suite_module(suite)
     repeat = module.DEFAULT_ACTION_REPEAT if action_repeat is None else action_repeat
     return module.make(name, obs, repeat, seed, size)

@@ -5,14 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mbrl_sam.errors import ConfigError, check_choice, check_positive
+from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name}={value!r} is not valid; it must be an integer >= {minimum}")
 
 
 def validate_config(cfg: Any, run_dir: Path) -> None:
@@ -26,20 +21,20 @@ def validate_config(cfg: Any, run_dir: Path) -> None:
     build_objective(cfg.objective)  # checks the name, rho, eta and the option names
     check_choice("resume", cfg.resume, ("auto", True, False))
     if cfg.action_repeat is not None:
-        _check_int("action_repeat", cfg.action_repeat, 1)
-    _check_int("steps", cfg.steps, 1)
-    _check_int("seed", cfg.seed, 0)
-    _check_int("prefill", cfg.prefill, 0)
-    _check_int("eval_every", cfg.eval_every, 0)
-    _check_int("eval_episodes", cfg.eval_episodes, 1)
-    _check_int("log_every", cfg.log_every, 1)
-    _check_int("agent.batch_size", cfg.agent.batch_size, 1)
-    _check_int("agent.batch_length", cfg.agent.batch_length, 2)
-    _check_int("replay_capacity", cfg.replay_capacity, cfg.agent.batch_length)
+        check_int("action_repeat", cfg.action_repeat, 1)
+    check_int("steps", cfg.steps, 1)
+    check_int("seed", cfg.seed, 0)
+    check_int("prefill", cfg.prefill, 0)
+    check_int("eval_every", cfg.eval_every, 0)
+    check_int("eval_episodes", cfg.eval_episodes, 1)
+    check_int("log_every", cfg.log_every, 1)
+    check_int("agent.batch_size", cfg.agent.batch_size, 1)
+    check_int("agent.batch_length", cfg.agent.batch_length, 2)
+    check_int("replay_capacity", cfg.replay_capacity, cfg.agent.batch_length)
     check_positive("agent.train_ratio", cfg.agent.train_ratio)
     check_positive("checkpoint_minutes", cfg.checkpoint_minutes)
     if cfg.threads is not None:
-        _check_int("threads", cfg.threads, 1)
+        check_int("threads", cfg.threads, 1)
     checkpoint = Path(run_dir) / CHECKPOINT
     if cfg.resume is True and not checkpoint.exists():
         raise ConfigError(f"resume=true but {checkpoint} does not exist; check run_dir={run_dir}")

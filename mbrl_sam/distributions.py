@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -16,17 +16,16 @@ def symexp(x: Tensor) -> Tensor:
     return torch.sign(x) * torch.expm1(x.abs())
 
 
-class TwoHot:
+class TwoHot(nn.Module):
     """Categorical over symexp-spaced bins; targets are two-hot in raw space, means are exact."""
 
-    def __init__(self, num_bins: int = 255, low: float = -20.0, high: float = 20.0) -> None:
-        self.num_bins = num_bins
-        self.bins = symexp(torch.linspace(low, high, num_bins))
+    bins: Tensor
 
-    def to(self, device: torch.device) -> TwoHot:
-        """Move the bin locations to `device`."""
-        self.bins = self.bins.to(device)
-        return self
+    def __init__(self, num_bins: int = 255, low: float = -20.0, high: float = 20.0) -> None:
+        super().__init__()
+        self.num_bins = num_bins
+        # A buffer, so the bins follow the owning module across devices (not saved: derived).
+        self.register_buffer("bins", symexp(torch.linspace(low, high, num_bins)), persistent=False)
 
     def _neighbours(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Indices of the bins below and above y, and the weight of the upper one."""

@@ -84,11 +84,6 @@ class ActorCritic(nn.Module):
             self.critic.parameters(), cfg.critic_lr, cfg.eps, cfg.clip
         )
 
-    def _apply(self, fn, recurse=True):  # keep the two-hot bins on the module's device
-        super()._apply(fn, recurse)
-        self.twohot.bins = fn(self.twohot.bins)
-        return self
-
     def value(self, feat: Tensor) -> Tensor:
         """The critic's value estimate at `feat`."""
         return self.twohot.mean(self.critic(feat))

@@ -68,11 +68,6 @@ class DreamerWorldModel(nn.Module):
         self.continue_head = MLP(feat, cfg.units, 1, 1, cfg.norm)
         self.twohot = TwoHot(cfg.bins)
 
-    def _apply(self, fn, recurse=True):  # keep the two-hot bins on the model's device
-        super()._apply(fn, recurse)
-        self.twohot.bins = fn(self.twohot.bins)
-        return self
-
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named parameter groups, for choosing which parameters an objective perturbs."""
         return {
