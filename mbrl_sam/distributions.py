@@ -86,6 +86,8 @@ def sample_one_hot(probs: Tensor) -> Tensor:
 
 def straight_through(sample: Tensor, probs: Tensor) -> Tensor:
     """Sample in the forward pass, gradient of the probabilities in the backward pass."""
+    if not (torch.is_grad_enabled() and probs.requires_grad):
+        return sample  # no gradient wanted: skip the two extra ops (and their rounding)
     return sample + probs - probs.detach()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +12,7 @@ from torch import Tensor, nn
 
 from mbrl_sam.behavior.policy import Policy
 from mbrl_sam.distributions import TwoHot
+from mbrl_sam.errors import check_choice
 from mbrl_sam.nets import MLP
 from mbrl_sam.optim import ClosureOptimizer
 from mbrl_sam.world_models.dreamer import DreamerWorldModel
@@ -27,6 +30,7 @@ class ActorCriticConfig:
     discount_horizon: float = 333.0
     lam: float = 0.95
     entropy: float = 3e-4
+    actor_grad: str = "auto"  # auto | reinforce | dynamics (auto: dynamics when continuous)
     slow_rate: float = 0.02
     slow_reg: float = 1.0
     retnorm_rate: float = 0.01
@@ -56,11 +60,25 @@ def lambda_returns(
     return torch.stack(returns[::-1][:-1])
 
 
+@contextmanager
+def _frozen(*modules: nn.Module) -> Iterator[None]:
+    """Temporarily stop gradients from accumulating into the modules' weights."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 class ActorCritic(nn.Module):
     """Policy and two-hot critic trained on imagined rollouts of a world model."""
 
     def __init__(self, feat_dim: int, action_dim: int, discrete: bool, cfg: ActorCriticConfig):
         super().__init__()
+        check_choice("agent.behavior.actor_grad", cfg.actor_grad, ("auto", "reinforce", "dynamics"))
         self.cfg = cfg
         self.action_dim, self.discrete = action_dim, discrete
         self.discount = 1.0 - 1.0 / cfg.discount_horizon
@@ -88,64 +106,94 @@ class ActorCritic(nn.Module):
         """The critic's value estimate at `feat`."""
         return self.twohot.mean(self.critic(feat))
 
-    @torch.no_grad()
     def imagine(self, wm: DreamerWorldModel, start: State) -> dict[str, Tensor]:
-        """Roll the policy out in the model for `horizon` steps from every start state."""
+        """Roll the policy out in the model for `horizon` steps from every start state.
+
+        Differentiable in the actions when grad is enabled (for dynamics backpropagation).
+        """
         state = {k: v.detach() for k, v in start.items()}
-        feats, actions = [wm.rssm.features(state)], []
+        feats, actions, entropies = [wm.rssm.features(state)], [], []
         for _ in range(self.cfg.horizon):
-            action = self.actor(feats[-1]).sample()
+            dist = self.actor(feats[-1].detach())
+            action = dist.rsample()
             state = wm.rssm.img_step(state, action)
             feats.append(wm.rssm.features(state))
             actions.append(action)
+            entropies.append(dist.entropy())
         feat = torch.stack(feats)
         return {
             "feat": feat,
             "action": torch.stack(actions),
+            "entropy": torch.stack(entropies),
             "reward": wm.reward(feat[1:]),
             "cont": wm.cont(feat[1:]),
         }
 
-    def update(self, wm: DreamerWorldModel, start: State, start_cont: Tensor) -> dict[str, float]:
-        """One actor and one critic step on a fresh imagined batch."""
-        cfg = self.cfg
-        traj = self.imagine(wm, start)
-        feat = traj["feat"]
-        # One critic pass serves both the return targets (detached) and the critic loss: the
-        # weights are the same until the critic steps.
-        logits = self.critic(feat)
+    def _targets(self, traj: dict[str, Tensor], value: Tensor, start_cont: Tensor) -> tuple:
+        """Lambda-returns, per-step loss weights and the return scale, from one trajectory."""
+        returns = lambda_returns(traj["reward"], traj["cont"], value, self.discount, self.cfg.lam)
         with torch.no_grad():
-            value = self.twohot.mean(logits.detach())
-            returns = lambda_returns(traj["reward"], traj["cont"], value, self.discount, cfg.lam)
             discounts = torch.cat([start_cont[None], self.discount * traj["cont"][:-1]])
-            weight = discounts.cumprod(0)
-            self._update_return_scale(returns)
+            weight = discounts.cumprod(0).detach()
+            self._update_return_scale(returns.detach())
             scale = self.return_scale.clamp_min(1.0)
-            advantage = (returns - value[:-1]) / scale
-            slow_value = self.twohot.mean(self.slow_critic(feat[:-1]))
+        return returns, weight, scale
+
+    def update(self, wm: DreamerWorldModel, start: State, start_cont: Tensor) -> dict[str, float]:
+        """One actor step on a fresh imagined batch, then one critic step on the same batch."""
+        cfg = self.cfg
+        dynamics = cfg.actor_grad == "dynamics" or (cfg.actor_grad == "auto" and not self.discrete)
 
         def actor_loss() -> tuple[Tensor, dict]:
-            dist = self.actor(feat[:-1])
-            logp = dist.log_prob(traj["action"])
-            entropy = dist.entropy()
-            loss = -(weight * (logp * advantage + cfg.entropy * entropy)).mean()
-            return loss, {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach()}
+            if dynamics:
+                # Gradients flow from the returns through the model into the actions; the
+                # model and critic weights are held fixed (their own optimizers train them).
+                with _frozen(wm, self.critic):
+                    traj = self.imagine(wm, start)
+                    value = self.value(traj["feat"])
+                returns, weight, scale = self._targets(traj, value, start_cont)
+                objective = returns / scale
+            else:
+                with torch.no_grad():
+                    traj = self.imagine(wm, start)
+                    value = self.value(traj["feat"])
+                returns, weight, scale = self._targets(traj, value, start_cont)
+                dist = self.actor(traj["feat"][:-1])
+                traj["entropy"] = dist.entropy()
+                advantage = (returns - value[:-1]) / scale
+                objective = dist.log_prob(traj["action"].detach()) * advantage
+            entropy = traj["entropy"]
+            loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+            aux = {
+                "feat": traj["feat"].detach(),
+                "returns": returns.detach(),
+                "weight": weight,
+                "imag_reward": traj["reward"].mean().detach(),
+            }
+            metrics = {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach()}
+            return loss, {"metrics": metrics, "traj": aux}
+
+        actor_aux, actor_metrics = self.actor_opt.step(actor_loss)
+        traj = actor_aux["traj"]
+        feat, returns, weight = traj["feat"], traj["returns"], traj["weight"]
+        with torch.no_grad():
+            slow_value = self.twohot.mean(self.slow_critic(feat[:-1]))
 
         def critic_loss() -> tuple[Tensor, dict]:
             # Cross-entropy to the returns plus, as a regulariser, to the slow critic's mean.
-            loss = self.twohot.loss(logits[:-1], returns, slow_value, cfg.slow_reg)
+            logits = self.critic(feat[:-1])
+            loss = self.twohot.loss(logits, returns, slow_value, cfg.slow_reg)
             loss = (weight * loss).mean()
             return loss, {"critic_loss": loss.detach()}
 
-        actor_aux, actor_metrics = self.actor_opt.step(actor_loss)
         critic_aux, critic_metrics = self.critic_opt.step(critic_loss)
         self._update_slow_critic()
-        metrics = {**actor_aux, **critic_aux}
+        metrics = {**actor_aux["metrics"], **critic_aux}
         metrics = {k: float(v) for k, v in metrics.items()}
         metrics["actor_grad_norm"] = actor_metrics["final_grad_norm"]
         metrics["critic_grad_norm"] = critic_metrics["final_grad_norm"]
         metrics["imag_return"] = float(returns.mean())
-        metrics["imag_reward"] = float(traj["reward"].mean())
+        metrics["imag_reward"] = float(traj["imag_reward"])
         metrics["return_scale"] = float(self.return_scale)
         return metrics
 

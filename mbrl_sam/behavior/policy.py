@@ -7,7 +7,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mbrl_sam.distributions import categorical_entropy, sample_one_hot, unimix_probs
+from mbrl_sam.distributions import (
+    categorical_entropy,
+    sample_one_hot,
+    straight_through,
+    unimix_probs,
+)
 from mbrl_sam.nets import MLP
 
 
@@ -24,6 +29,16 @@ class ActionDist:
             return sample_one_hot(self.params[0])
         mean, std = self.params
         return (mean + std * torch.randn_like(mean)).clamp(-1, 1)
+
+    def rsample(self) -> Tensor:
+        """A sample differentiable in the distribution's parameters (straight-through for
+        discrete actions and for the clip to [-1, 1])."""
+        if self.discrete:
+            probs = self.params[0]
+            return straight_through(sample_one_hot(probs.detach()), probs)
+        mean, std = self.params
+        raw = mean + std * torch.randn_like(mean)
+        return raw + (raw.clamp(-1, 1) - raw).detach()
 
     def mode(self) -> Tensor:
         """The most likely action."""

@@ -118,8 +118,7 @@ class RSSM(nn.Module):
     def sample(self, logits: Tensor) -> Tensor:
         """Straight-through one-hot sample from unimix probabilities."""
         probs = unimix_probs(logits, self.unimix)
-        sample = sample_one_hot(probs.detach())
-        return straight_through(sample, probs) if torch.is_grad_enabled() else sample
+        return straight_through(sample_one_hot(probs.detach()), probs)
 
     def observe(
         self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None

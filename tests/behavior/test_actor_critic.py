@@ -30,15 +30,18 @@ def test_lambda_one_is_discounted_sum_and_zero_is_td():
     torch.testing.assert_close(td, r + g * v[1:])
 
 
-@pytest.mark.parametrize("discrete", [False, True])
-def test_imagination_and_update(discrete):
+@pytest.mark.parametrize(
+    "discrete,actor_grad",
+    [(False, "auto"), (False, "reinforce"), (True, "auto"), (True, "dynamics")],
+)
+def test_imagination_and_update(discrete, actor_grad):
     torch.manual_seed(0)
     wm = DreamerWorldModel((5,), 3, DreamerModelConfig(**SMALL))
-    ac = ActorCritic(
-        wm.rssm.feat_dim, 3, discrete, ActorCriticConfig(units=16, layers=1, horizon=4)
-    )
+    cfg = ActorCriticConfig(units=16, layers=1, horizon=4, actor_grad=actor_grad)
+    ac = ActorCritic(wm.rssm.feat_dim, 3, discrete, cfg)
     start = wm.rssm.initial(10, torch.device("cpu"))
-    traj = ac.imagine(wm, start)
+    with torch.no_grad():
+        traj = ac.imagine(wm, start)
     assert traj["feat"].shape == (5, 10, wm.rssm.feat_dim)
     assert traj["action"].shape == (4, 10, 3)
     assert traj["reward"].shape == (4, 10) and traj["cont"].shape == (4, 10)
@@ -50,6 +53,19 @@ def test_imagination_and_update(discrete):
     metrics = ac.update(wm, start, torch.ones(10))
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, ac.actor.parameters()))
+    # The model only shapes the actor's gradient; its weights get none and stay trainable.
+    assert all(p.grad is None and p.requires_grad for p in wm.parameters())
+
+
+def test_dynamics_gradient_reaches_actor_through_the_model():
+    torch.manual_seed(0)
+    wm = DreamerWorldModel((5,), 2, DreamerModelConfig(**SMALL))
+    torch.nn.init.normal_(wm.reward_head[-1].weight)  # a reward that depends on the state
+    ac = ActorCritic(wm.rssm.feat_dim, 2, False, ActorCriticConfig(units=16, layers=1, horizon=3))
+    traj = ac.imagine(wm, wm.rssm.initial(4, torch.device("cpu")))
+    traj["reward"].sum().backward()
+    grads = [p.grad for p in ac.actor.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
 
 def test_policy_log_prob_and_entropy():
