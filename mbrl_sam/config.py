@@ -31,7 +31,7 @@ def validate_config(cfg: Any, run_dir: Path) -> None:
     check_int("agent.batch_size", cfg.agent.batch_size, 1)
     check_int("agent.batch_length", cfg.agent.batch_length, 2)
     check_int("replay_capacity", cfg.replay_capacity, cfg.agent.batch_length)
-    check_positive("agent.train_ratio", cfg.agent.train_ratio)
+    check_positive("train_ratio", cfg.train_ratio)
     check_positive("checkpoint_minutes", cfg.checkpoint_minutes)
     if cfg.threads is not None:
         check_int("threads", cfg.threads, 1)

@@ -88,7 +88,7 @@ class Trainer:
         learned = self.counters["agent_steps"] - prefill_steps
         if learned <= 0 or len(self.replay) < a.batch_length:
             return 0
-        return int(learned * a.train_ratio / (a.batch_size * a.batch_length))
+        return int(learned * self.cfg.train_ratio / (a.batch_size * a.batch_length))
 
     # -- checkpoints -------------------------------------------------------------------------
 

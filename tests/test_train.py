@@ -22,7 +22,7 @@ FAST = [
     "size=tiny",
     "agent.batch_size=4",
     "agent.batch_length=16",
-    "agent.train_ratio=32",
+    "train_ratio=32",
     "agent.behavior.horizon=5",
     "eval_episodes=1",
     "log_every=100",
@@ -118,7 +118,7 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch):
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
-    args = [*FAST, "task=gym/CartPole-v1", "steps=1500", "prefill=100", "agent.train_ratio=8"]
+    args = [*FAST, "task=gym/CartPole-v1", "steps=1500", "prefill=100", "train_ratio=8"]
     args.append(f"run_dir={tmp_path}")
     args.append("checkpoint_minutes=0.005")
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT)
@@ -158,7 +158,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         (["task=nosuch/x"], ["nosuch", "dmc", "gym"]),
         (["task=dmc/walker-fly"], ["walker-fly", "walker-walk"]),
         (["objective.rho=0"], ["rho", "0"]),
-        (["agent.train_ratio=-1"], ["train_ratio", "-1"]),
+        (["train_ratio=-1"], ["train_ratio", "-1"]),
         (["objective=nosuch"], ["nosuch", "sam", "erm"]),
         (["size=XL"], ["XL", "tiny"]),
         (["obs=depth"], ["depth", "pixels"]),
