@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides, e.g. agent.behavior.horizon=15"
+    )
     args = parser.parse_args()
     tune_allocator()
     if args.threads:
@@ -77,12 +80,14 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "overrides": args.overrides,
         "results": {},
     }
     for size in args.sizes:
         agents, times = {}, {}
         for objective in ("erm", "sam"):
-            cfg = load_config([f"size={size}", f"objective={objective}", f"task={args.task}"])
+            overrides = [f"size={size}", f"objective={objective}", f"task={args.task}"]
+            cfg = load_config([*overrides, *args.overrides])
             torch.manual_seed(0)
             agents[objective] = make_agent(cfg, spec, device)
             times[objective] = {"model": [], "full": []}

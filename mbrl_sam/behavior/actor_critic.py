@@ -40,8 +40,8 @@ class ActorCriticConfig:
     max_std: float = 1.0
     unimix: float = 0.01
     bins: int = 255
-    actor_lr: float = 3e-5
-    critic_lr: float = 3e-5
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-4
     eps: float = 1e-5
     clip: float = 100.0
 

@@ -82,3 +82,22 @@ def test_policy_log_prob_and_entropy():
     ref = torch.distributions.Categorical(probs=disc.params[0])
     torch.testing.assert_close(disc.log_prob(onehot), ref.log_prob(onehot.argmax(-1)))
     torch.testing.assert_close(disc.entropy(), ref.entropy())
+
+
+@pytest.mark.parametrize("actor_grad", ["dynamics", "reinforce"])
+def test_behavior_learning_raises_the_models_predicted_reward(actor_grad):
+    """On a fixed model whose reward depends on the latent state, the actor learns to raise it."""
+    torch.manual_seed(0)
+    small = dict(deter=64, hidden=32, stoch=4, classes=4, blocks=4, units=32, layers=1, depth=2)
+    wm = DreamerWorldModel((5,), 2, DreamerModelConfig(**small))
+    direction = torch.randn(wm.rssm.feat_dim) / wm.rssm.feat_dim**0.5
+    wm.reward = lambda feat: torch.tanh(feat @ direction)
+    cfg = ActorCriticConfig(
+        units=32, layers=2, actor_grad=actor_grad, actor_lr=1e-3, critic_lr=1e-3
+    )
+    ac = ActorCritic(wm.rssm.feat_dim, 2, False, cfg)
+    with torch.no_grad():
+        start = wm.rssm.img_step(wm.rssm.initial(256, torch.device("cpu")), torch.zeros(256, 2))
+    rewards = [ac.update(wm, start, torch.ones(256))["imag_reward"] for _ in range(250)]
+    first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
+    assert last > first + 0.02, (first, last)
