@@ -72,6 +72,8 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)  # the trainer has saved a checkpoint and said so
 
 
 if __name__ == "__main__":

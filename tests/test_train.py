@@ -142,6 +142,28 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert final["counters"]["agent_steps"] == 1500
 
 
+def test_ctrl_c_saves_a_checkpoint_and_exits_quietly(tmp_path):
+    args = [*FAST, "task=gym/CartPole-v1", "steps=100000", "prefill=100", f"run_dir={tmp_path}"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size):
+        time.sleep(0.2)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted: checkpoint saved" in out and "Traceback" not in err
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert 0 < state["counters"]["agent_steps"] < 100000
+
+
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args],
