@@ -83,10 +83,16 @@ class BlockLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim))
         init_linear(self)
 
-    def blockwise(self, x: Tensor) -> Tensor:
-        """Outputs kept in block-major layout (blocks, N, out_dim / blocks); x is (N, in_dim)."""
+    def blockwise(self, x: Tensor, bias_offset: Tensor | None = None) -> Tensor:
+        """Outputs kept in block-major layout (blocks, N, out_dim / blocks); x is (N, in_dim).
+
+        `bias_offset` (blocks, 1, out_dim / blocks) is a constant added to the bias.
+        """
         x = x.reshape(x.shape[0], self.blocks, -1).transpose(0, 1)
-        return torch.baddbmm(self.bias.view(self.blocks, 1, -1), x, self.weight)
+        bias = self.bias.view(self.blocks, 1, -1)
+        if bias_offset is not None:
+            bias = bias + bias_offset
+        return torch.baddbmm(bias, x, self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply each block to its slice; x has shape (..., in_dim)."""

@@ -53,6 +53,9 @@ class RSSM(nn.Module):
             hid += [BlockLinear(deter, deter, blocks), make_norm(deter, norm), nn.SiLU()]
         self.dyn_hidden = nn.Sequential(*hid)
         self.gru = BlockLinear(deter, 3 * deter, blocks)
+        offset = torch.zeros(blocks, 3, deter // blocks)
+        offset[:, 2] = -1.0  # the update gate starts biased toward keeping the state
+        self.register_buffer("gate_offset", offset.view(blocks, 1, -1), persistent=False)
         self.prior_net = MLP(deter, hidden, imglayers, stoch * classes, norm)
         # The posterior's first layer is split into a state part and an observation part, so
         # the observation part runs once per sequence rather than once per step.
@@ -92,11 +95,14 @@ class RSSM(nn.Module):
         x = torch.cat([self.in_deter(deter), self.in_stoch(stoch.flatten(-2)), action_in], -1)
         g, n = self.blocks, deter.shape[0]
         x = self.dyn_hidden(self.dyn_state(deter) + self.dyn_inputs(x))
-        # Gates stay in block-major layout; only the new state is transposed back.
-        reset, cand, update = self.gru.blockwise(x).chunk(3, -1)
+        # Gates stay in block-major layout; only the new state is transposed back. The update
+        # gate's -1 offset rides in the bias, and tanh(x) is computed as 2 sigmoid(2x) - 1:
+        # ATen's float tanh is ~4x slower than its sigmoid on CPU, and this is the hot loop.
+        gates = self.gru.blockwise(x, bias_offset=self.gate_offset)
+        reset, cand, update = gates.chunk(3, -1)
         reset = torch.sigmoid(reset)
-        cand = torch.tanh(reset * cand)
-        update = torch.sigmoid(update - 1.0)
+        cand = torch.sigmoid(reset * cand * 2.0) * 2.0 - 1.0
+        update = torch.sigmoid(update)
         old = deter.view(n, g, -1).transpose(0, 1)
         return torch.lerp(old, cand, update).transpose(0, 1).reshape(n, -1)
 
@@ -131,14 +137,18 @@ class RSSM(nn.Module):
         action_in = self.action_input(action * keep[..., None])
         embed_in = self.embed_input(embed)
         resets = is_first.any(0).tolist()
+        # Slicing step t out inside the loop would cost a full-size zero gradient per step in
+        # the backward pass; unbind once, and its backward is one stack.
+        action_steps, embed_steps = action_in.unbind(1), embed_in.unbind(1)
+        keep_steps = keep.unbind(1)
         deter, stoch = state["deter"], state["stoch"]
         deters, stochs, logits = [], [], []
         for t in range(length):
             if resets[t]:
-                k = keep[:, t, None]
+                k = keep_steps[t][:, None]
                 deter, stoch = deter * k, stoch * k[..., None]
-            deter = self.core(deter, stoch, action_in[:, t])
-            logit = self.post_logits(deter, embed_in[:, t])
+            deter = self.core(deter, stoch, action_steps[t])
+            logit = self.post_logits(deter, embed_steps[t])
             stoch = self.sample(logit)
             deters.append(deter)
             stochs.append(stoch)
