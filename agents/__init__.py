@@ -23,10 +23,34 @@ def _build_dreamer(cfg: Any, spec: EnvSpec, device: torch.device) -> Any:
         objective=build_objective(cfg.objective),
         perturb=cfg.objective.perturb,
         device=device,
+        planner=OmegaConf.to_container(cfg.planner, resolve=True),
     )
 
 
-AGENTS = {"dreamer": _build_dreamer}
+def _build_tdmpc(cfg: Any, spec: EnvSpec, device: torch.device) -> Any:
+    from agents.tdmpc import TDMPCAgent
+
+    a = OmegaConf.to_container(cfg.agent, resolve=True)
+    return TDMPCAgent(
+        spec,
+        model=a["model"],
+        model_opt=a["model_opt"],
+        pi_opt=a["pi_opt"],
+        planner=OmegaConf.to_container(cfg.planner, resolve=True),
+        objective=build_objective(cfg.objective),
+        perturb=cfg.objective.perturb,
+        device=device,
+        discount=a["discount"],
+        tau=a["tau"],
+        entropy_coef=a["entropy_coef"],
+        scale_rate=a["scale_rate"],
+        compile=a["compile"],
+    )
+
+
+PLANNER_CHOICES = ("auto", "none", "mppi", "cem")
+
+AGENTS = {"dreamer": _build_dreamer, "tdmpc": _build_tdmpc}
 
 
 def build_objective(objective_cfg: Any) -> Any:

@@ -10,11 +10,14 @@ from torch import Tensor
 
 from envs.base import EnvSpec
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from mbrl_sam.errors import ConfigError
 from mbrl_sam.objectives import Objective, select_params
 from mbrl_sam.optim import ClosureOptimizer
+from mbrl_sam.planners import PlannerConfig, make_planner
 from mbrl_sam.world_models.dreamer import DreamerModelConfig, DreamerWorldModel
 
-ActState = tuple[dict[str, Tensor], Tensor]  # latent state and the previous action
+# Latent state, previous action and (when planning) the planner's warm start.
+ActState = tuple[dict[str, Tensor], Tensor, dict | None]
 
 
 class DreamerAgent:
@@ -29,6 +32,7 @@ class DreamerAgent:
         objective: Objective,
         perturb: str,
         device: torch.device,
+        planner: dict | None = None,
     ) -> None:
         self.spec, self.device = spec, device
         self.wm = DreamerWorldModel(spec.obs_shape, spec.action_dim, DreamerModelConfig(**model))
@@ -43,6 +47,17 @@ class DreamerAgent:
             perturbed=select_params(self.wm.param_groups(), perturb),
             **model_opt,
         )
+        self.planner = None
+        planner = dict(planner or {"name": "none"})
+        name = planner.pop("name")
+        if name not in ("auto", "none"):
+            if spec.discrete:
+                raise ConfigError(
+                    f"planner={name} needs continuous actions; this task's are discrete "
+                    "(use planner=none)"
+                )
+            # Latent MPC: plan action sequences through the RSSM, the critic closing the horizon.
+            self.planner = make_planner(name, spec.action_dim, PlannerConfig(**planner), device)
 
     def _obs_tensor(self, obs: np.ndarray | Tensor) -> Tensor:
         obs = torch.as_tensor(obs, device=self.device)
@@ -56,21 +71,61 @@ class DreamerAgent:
         if state is None or is_first:
             latent = self.wm.initial(1, self.device)
             prev_action = torch.zeros(1, self.spec.action_dim, device=self.device)
+            plan_state = None
         else:
-            latent, prev_action = state
+            latent, prev_action, plan_state = state
         embed = self.wm.encode(self._obs_tensor(obs)[None])
         first = torch.tensor([is_first], device=self.device)
         latent = self.wm.rssm.obs_step(latent, prev_action, embed, first)
+        if self.planner is not None:
+            if plan_state is None:
+                self.planner.reset()
+            else:
+                self.planner.load_state_dict(plan_state)
+            prior = self._policy_trajectories(latent, self.planner.cfg.prior_trajectories)
+            plan = self.planner.plan(lambda a: self.estimate_value(latent, a), prior, explore)
+            action = plan[None]
+            return plan.cpu().numpy(), (latent, action, self.planner.state_dict())
         dist = self.ac.actor(self.wm.rssm.features(latent))
         action = dist.sample() if explore else dist.mode()
-        return action[0].cpu().numpy(), (latent, action)
+        return action[0].cpu().numpy(), (latent, action, None)
+
+    def _policy_trajectories(self, latent: dict[str, Tensor], count: int) -> Tensor | None:
+        """Action sequences (count, H, A) from rolling the actor out in the model."""
+        if count == 0:
+            return None
+        state = {k: v.expand(count, *v.shape[1:]) for k, v in latent.items()}
+        actions = []
+        for _ in range(self.planner.cfg.horizon):
+            action = self.ac.actor(self.wm.rssm.features(state)).sample()
+            actions.append(action)
+            state = self.wm.rssm.img_step(state, action)
+        return torch.stack(actions, 1)
+
+    def estimate_value(self, latent: dict[str, Tensor], actions: Tensor) -> Tensor:
+        """Discounted model return of action sequences (N, H, A), closed by the critic's value."""
+        n = actions.shape[0]
+        state = {k: v.expand(n, *v.shape[1:]) for k, v in latent.items()}
+        ret = torch.zeros(n, device=actions.device)
+        weight = torch.ones_like(ret)
+        for t in range(actions.shape[1]):
+            state = self.wm.rssm.img_step(state, actions[:, t])
+            feat = self.wm.rssm.features(state)
+            ret = ret + weight * self.wm.reward(feat)
+            weight = weight * self.ac.discount * self.wm.cont(feat)
+        return ret + weight * self.ac.value(feat)
+
+    def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
+        """One world-model step through the objective; returns the loss aux and metrics."""
+        aux, opt_metrics = self.wm_opt.step(lambda: self.wm.loss(batch), step)
+        metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
+        metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
+        return aux, metrics
 
     def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
         """One world-model step (through the objective), then one actor and critic step."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        aux, opt_metrics = self.wm_opt.step(lambda: self.wm.loss(batch), step)
-        metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
-        metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
+        aux, metrics = self.model_step(batch, step)
         start = {k: v.detach().flatten(0, 1) for k, v in aux["post"].items()}
         start_cont = (~batch["is_terminal"]).float().flatten()
         behavior = self.ac.update(self.wm, start, start_cont)

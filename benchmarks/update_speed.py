@@ -1,6 +1,8 @@
-"""Time one Dreamer update (world model alone, and full) for erm and sam, side by side; print JSON.
+"""Time updates (world model alone, and full) for erm and sam side by side, and, for agents
+that plan, the planning latency per action; print JSON.
 
-Usage: python benchmarks/update_speed.py [--sizes tiny S] [--repeats 10] [--threads 2]
+Usage: python benchmarks/update_speed.py [--agent dreamer] [--sizes tiny S] [--repeats 10]
+       python benchmarks/update_speed.py --agent tdmpc --sizes 1M 5M --task dmc/dog-run
 """
 
 from __future__ import annotations
@@ -13,53 +15,20 @@ import time
 
 import numpy as np
 import torch
+from harness import filled_replay, sync, time_call
 
 from agents import make_agent
-from envs import make_env
 from mbrl_sam.config import load_config
-from mbrl_sam.replay import SequenceReplay
 from mbrl_sam.runtime import resolve_device, tune_allocator
-from mbrl_sam.trainer import random_action
 
-
-def filled_replay(task: str, steps: int, seed: int = 0) -> tuple[SequenceReplay, object]:
-    """A replay filled with `steps` random-action steps of the real environment."""
-    env = make_env(task, seed=seed)
-    spec = env.spec
-    replay = SequenceReplay(steps + 1, spec.obs_shape, spec.obs_dtype, spec.action_dim, seed)
-    rng = np.random.default_rng(seed)
-    obs = env.reset(seed=seed)
-    replay.add(obs, np.zeros(spec.action_dim, np.float32), 0.0, True, False)
-    for _ in range(steps):
-        action = random_action(spec, rng)
-        obs, reward, terminated, truncated = env.step(action)
-        replay.add(obs, action, reward, False, terminated)
-        if terminated or truncated:
-            obs = env.reset()
-            replay.add(obs, np.zeros(spec.action_dim, np.float32), 0.0, True, False)
-    env.close()
-    return replay, spec
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued device work so wall-clock times are real."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_call(fn, device: torch.device) -> float:
-    """Seconds taken by fn()."""
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
+DEFAULT_SIZES = {"dreamer": ["tiny", "S"], "tdmpc": ["1M", "5M"]}
 
 
 def main() -> None:
-    """Build erm and sam agents per size and alternate their updates, so load hits both alike."""
+    """Build erm and sam agents per size and alternate their calls, so load hits both alike."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "S"])
+    parser.add_argument("--agent", default="dreamer", choices=sorted(DEFAULT_SIZES))
+    parser.add_argument("--sizes", nargs="+", default=None)
     parser.add_argument("--task", default="dmc/walker-walk")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -74,7 +43,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     replay, spec = filled_replay(args.task, 3000)
+    obs_rng = np.random.default_rng(0)
     report = {
+        "agent": args.agent,
         "task": args.task,
         "device": str(device),
         "torch": torch.__version__,
@@ -83,28 +54,37 @@ def main() -> None:
         "overrides": args.overrides,
         "results": {},
     }
-    for size in args.sizes:
+    for size in args.sizes or DEFAULT_SIZES[args.agent]:
         agents, times = {}, {}
         for objective in ("erm", "sam"):
-            overrides = [f"size={size}", f"objective={objective}", f"task={args.task}"]
-            cfg = load_config([*overrides, *args.overrides])
+            overrides = [f"agent={args.agent}", f"size={size}", f"objective={objective}"]
+            cfg = load_config([*overrides, f"task={args.task}", *args.overrides])
             torch.manual_seed(0)
             agents[objective] = make_agent(cfg, spec, device)
-            times[objective] = {"model": [], "full": []}
+            times[objective] = {"model": [], "full": [], "act": []}
         batch_shape = (cfg.agent.batch_size, cfg.agent.batch_length)
+        plans = getattr(agents["erm"], "planner", None) is not None
+        act_state = {o: None for o in agents}
         for i in range(args.warmup + args.repeats):
             for objective, agent in agents.items():
                 batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
-                model_s = time_call(
-                    lambda a=agent, b=batch: a.wm_opt.step(lambda: a.wm.loss(b)), device
-                )
-                full_s = time_call(lambda a=agent, b=batch, s=i + 1: a.update(b, s), device)
+                obs = obs_rng.standard_normal(spec.obs_shape).astype(np.float32)
+                step = i + 1
+                model_s = time_call(lambda: agent.model_step(batch, step), device)  # noqa: B023
+                full_s = time_call(lambda: agent.update(batch, step), device)  # noqa: B023
+                state = act_state[objective]
+                start = time.perf_counter()
+                _, act_state[objective] = agent.act(obs, state, state is None, explore=True)
+                sync(device)
+                act_s = time.perf_counter() - start
                 if i >= args.warmup:
                     times[objective]["model"].append(model_s)
                     times[objective]["full"].append(full_s)
+                    times[objective]["act"].append(act_s)
         med = {o: {k: statistics.median(v) * 1000 for k, v in t.items()} for o, t in times.items()}
-        n_params = sum(p.numel() for p in agents["erm"].wm.parameters())
-        report["results"][size] = {
+        groups = agents["erm"].wm.param_groups()
+        n_params = sum(p.numel() for ps in groups.values() for p in ps)
+        result = {
             "batch": list(batch_shape),
             "world_model_params": n_params,
             "erm_model_ms": round(med["erm"]["model"], 1),
@@ -113,7 +93,11 @@ def main() -> None:
             "erm_full_update_ms": round(med["erm"]["full"], 1),
             "sam_full_update_ms": round(med["sam"]["full"], 1),
             "sam_over_erm_full": round(med["sam"]["full"] / med["erm"]["full"], 2),
+            "act_ms": round(statistics.median(times["erm"]["act"] + times["sam"]["act"]) * 1000, 1),
         }
+        if plans:
+            result["planner"] = cfg.planner.name
+        report["results"][size] = result
     print(json.dumps(report, indent=2))
 
 

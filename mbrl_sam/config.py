@@ -12,12 +12,13 @@ CHECKPOINT = "checkpoint.pt"
 
 def validate_config(cfg: Any, run_dir: Path) -> None:
     """Raise ConfigError naming the first invalid value and what would be valid."""
-    from agents import AGENTS, build_objective
+    from agents import AGENTS, PLANNER_CHOICES, build_objective
     from envs import validate_task
 
     check_choice("obs", cfg.obs, ("state", "pixels"))
     validate_task(cfg.task, cfg.obs)
     check_choice("agent", cfg.agent.name, AGENTS)
+    check_choice("planner", cfg.planner.name, PLANNER_CHOICES)
     build_objective(cfg.objective)  # checks the name, rho, eta and the option names
     check_choice("resume", cfg.resume, ("auto", True, False))
     if cfg.action_repeat is not None:

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from mbrl_sam.distributions import softmax
 from mbrl_sam.errors import check_choice
 
 NORMS = ("layer", "rms", "none")
@@ -161,3 +162,93 @@ class ChannelNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Apply the norm with channels moved last and back."""
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class SimNorm(nn.Module):
+    """Simplicial normalisation: softmax over consecutive groups of `group` features."""
+
+    def __init__(self, group: int = 8) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Project each group of features onto the probability simplex."""
+        shape = x.shape
+        return softmax(x.unflatten(-1, (-1, self.group))).reshape(shape)
+
+
+class NormedLinear(nn.Sequential):
+    """Linear, optional dropout, LayerNorm, activation (Mish unless given): TD-MPC2's layer."""
+
+    def __init__(
+        self, in_dim: int, out_dim: int, dropout: float = 0.0, act: nn.Module | None = None
+    ) -> None:
+        layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.LayerNorm(out_dim), act if act is not None else nn.Mish()]
+        super().__init__(*layers)
+        nn.init.trunc_normal_(self[0].weight, std=0.02)
+        nn.init.zeros_(self[0].bias)
+
+
+def normed_mlp(
+    in_dim: int,
+    hidden: int,
+    layers: int,
+    out_dim: int,
+    out_act: nn.Module | None = None,
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """`layers` NormedLinear layers (dropout on the first), then a plain or normed output."""
+    blocks: list[nn.Module] = []
+    for i in range(layers):
+        blocks.append(NormedLinear(in_dim if i == 0 else hidden, hidden, dropout if i == 0 else 0))
+    last = hidden if layers else in_dim
+    if out_act is not None:
+        blocks.append(NormedLinear(last, out_dim, act=out_act))
+    else:
+        head = nn.Linear(last, out_dim)
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        blocks.append(head)
+    return nn.Sequential(*blocks)
+
+
+class EnsembleMLP(nn.Module):
+    """`members` independent normed MLPs evaluated together by batched matrix products."""
+
+    def __init__(
+        self, members: int, in_dim: int, hidden: int, layers: int, out_dim: int, dropout: float
+    ) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden] * layers + [out_dim]
+        self.members, self.dropout, self.layers = members, dropout, layers
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.ln_weights = nn.ParameterList()
+        self.ln_biases = nn.ParameterList()
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+            weight = torch.empty(members, d_in, d_out)
+            nn.init.trunc_normal_(weight, std=0.02)
+            self.weights.append(nn.Parameter(weight))
+            self.biases.append(nn.Parameter(torch.zeros(members, 1, d_out)))
+            if i < layers:
+                self.ln_weights.append(nn.Parameter(torch.ones(members, 1, d_out)))
+                self.ln_biases.append(nn.Parameter(torch.zeros(members, 1, d_out)))
+
+    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        """Inputs (..., in_dim) shared by the members (all, or the indices in `members`);
+        outputs (members, ..., out_dim)."""
+        lead = x.shape[:-1]
+        pick = (lambda t: t) if members is None else (lambda t: t[members])
+        count = self.members if members is None else len(members)
+        h = x.reshape(1, -1, x.shape[-1]).expand(count, -1, -1)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(pick(b), h, pick(w))
+            if i < self.layers:
+                if i == 0 and self.dropout > 0:
+                    h = nn.functional.dropout(h, self.dropout, self.training)
+                h = nn.functional.layer_norm(h, h.shape[-1:])
+                h = nn.functional.mish(h * pick(self.ln_weights[i]) + pick(self.ln_biases[i]))
+        return h.reshape(count, *lead, -1)

@@ -16,7 +16,7 @@ class ClosureOptimizer:
 
     def __init__(
         self,
-        params: Iterable[nn.Parameter],
+        params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
         lr: float,
         eps: float = 1e-8,
         clip: float = 100.0,
@@ -24,11 +24,16 @@ class ClosureOptimizer:
         objective: Objective | None = None,
         perturbed: Sequence[nn.Parameter] | None = None,
     ) -> None:
-        self.params = [p for p in params if p.requires_grad]
+        # Parameters, or torch-style groups ({"params": [...], "lr": ...}) for per-group rates.
+        groups = list(params)
+        if not groups or not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+        self.params = [p for g in groups for p in g["params"]]
         self.objective = objective or ERM()
         self.perturbed = list(self.params if perturbed is None else perturbed)
         self.clip = clip
-        self.adam = torch.optim.Adam(self.params, lr=lr, eps=eps, weight_decay=weight_decay)
+        self.adam = torch.optim.Adam(groups, lr=lr, eps=eps, weight_decay=weight_decay)
         self.skipped = 0
 
     def step(self, closure: LossClosure, step: int = 0) -> tuple[Any, dict[str, float]]:

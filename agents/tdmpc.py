@@ -1,0 +1,199 @@
+"""TD-MPC2-style agent: a decoder-free latent model trained by a pluggable objective, a policy
+prior, and a sampling planner (MPPI by default) that acts by planning in the latent space."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.base import EnvSpec
+from mbrl_sam.errors import ConfigError
+from mbrl_sam.objectives import Objective, select_params
+from mbrl_sam.optim import ClosureOptimizer
+from mbrl_sam.planners import PlannerConfig, make_planner
+from mbrl_sam.world_models.tdmpc import TDMPCModelConfig, TDMPCWorldModel
+
+
+class RunningScale:
+    """EMA of the 5th-95th percentile range of Q values, so the policy loss is scale-free."""
+
+    def __init__(self, rate: float, device: torch.device) -> None:
+        self.rate = rate
+        self.value = torch.ones((), device=device)
+
+    def update(self, x: Tensor) -> None:
+        """Move toward the percentile range of `x`."""
+        q = torch.quantile(x.detach().flatten().float(), x.new_tensor([0.05, 0.95]))
+        self.value.lerp_((q[1] - q[0]).clamp_min(1.0), self.rate)
+
+
+class TDMPCAgent:
+    """Plans with the world model to act; updates model (objective), then policy, per batch."""
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        model: dict,
+        model_opt: dict,
+        pi_opt: dict,
+        planner: dict,
+        objective: Objective,
+        perturb: str,
+        device: torch.device,
+        discount: float = 0.99,
+        tau: float = 0.01,
+        entropy_coef: float = 1e-4,
+        scale_rate: float = 0.01,
+        compile: bool = False,
+    ) -> None:
+        if spec.discrete or len(spec.obs_shape) != 1:
+            raise ConfigError(
+                "agent=tdmpc needs vector observations (obs=state) and continuous actions; "
+                "for pixels or discrete actions use agent=dreamer"
+            )
+        self.spec, self.device = spec, device
+        self.discount, self.tau, self.entropy_coef = discount, tau, entropy_coef
+        self.wm = TDMPCWorldModel(spec.obs_shape[0], spec.action_dim, TDMPCModelConfig(**model))
+        self.wm.to(device)
+        if compile:
+            # The MLPs that planning calls most; compiled in place, so checkpoints keep their
+            # keys. (Compiling the whole value estimate trips an inductor error in torch 2.13.)
+            for module in (self.wm.dynamics, self.wm.reward_head, self.wm.pi.net):
+                module.compile(dynamic=True)
+        groups = self.wm.param_groups()
+        enc_lr = model_opt["lr"] * model_opt.pop("enc_lr_scale")
+        # The encoder learns slower (TD-MPC2's enc_lr_scale), the other model parts at lr.
+        param_groups = [{"params": groups["encoder"], "lr": enc_lr}]
+        param_groups.append({"params": [p for k, v in groups.items() if k != "encoder" for p in v]})
+        self.wm_opt = ClosureOptimizer(
+            param_groups,
+            objective=objective,
+            perturbed=select_params(groups, perturb),
+            **model_opt,
+        )
+        self.pi_opt = ClosureOptimizer(self.wm.pi.parameters(), **pi_opt)
+        name = planner.pop("name")
+        self.mpc = name != "none"  # none: act with the policy prior alone
+        name = "mppi" if name in ("auto", "none") else name
+        self.planner = make_planner(name, spec.action_dim, PlannerConfig(**planner), device)
+        self.q_scale = RunningScale(scale_rate, device)
+
+    # -- acting ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def act(
+        self, obs: np.ndarray, state: Any, is_first: bool, explore: bool
+    ) -> tuple[np.ndarray, Any]:
+        """Plan from the encoded observation; `state` carries the planner's warm start."""
+        self.wm.eval()  # no dropout while planning
+        z = self.wm.encode(torch.as_tensor(obs, device=self.device).float()[None])
+        if not self.mpc:
+            action, _ = self.wm.pi(z, explore)
+            self.wm.train()
+            return action[0].cpu().numpy(), None
+        if state is None or is_first:
+            self.planner.reset()
+        else:
+            self.planner.load_state_dict(state)
+        prior = self._policy_trajectories(z, self.planner.cfg.prior_trajectories)
+        action = self.planner.plan(lambda a: self.estimate_value(z, a), prior, explore)
+        self.wm.train()
+        return action.cpu().numpy(), self.planner.state_dict()
+
+    def _policy_trajectories(self, z: Tensor, count: int) -> Tensor | None:
+        """Action sequences (count, H, A) from rolling the policy prior out in the model."""
+        if count == 0:
+            return None
+        z = z.expand(count, -1)
+        actions = []
+        for _ in range(self.planner.cfg.horizon):
+            action, _ = self.wm.pi(z)
+            actions.append(action)
+            z = self.wm.next(z, action)
+        return torch.stack(actions, 1)
+
+    def estimate_value(self, z: Tensor, actions: Tensor) -> Tensor:
+        """Discounted model return of action sequences (N, H, A) from z, plus the terminal Q."""
+        z = z.expand(actions.shape[0], -1)
+        ret = torch.zeros(actions.shape[0], device=z.device)
+        weight = torch.ones_like(ret)
+        for t in range(actions.shape[1]):
+            ret = ret + weight * self.wm.reward(z, actions[:, t])
+            z = self.wm.next(z, actions[:, t])
+            weight = weight * self.discount * self.wm.continues(z)
+        action, _ = self.wm.pi(z)
+        return ret + weight * self.wm.q(z, action, "avg")
+
+    # -- learning ----------------------------------------------------------------------------
+
+    def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
+        """One world-model step (through the objective), one policy step, target-Q EMA."""
+        aux, metrics = self.model_step(batch, step)
+        metrics.update(self._update_policy(aux["zs"].detach()))
+        self.wm.update_targets(self.tau)
+        return metrics
+
+    def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
+        """One world-model step through the objective; returns the loss aux and metrics."""
+        b = {k: v.to(self.device, non_blocking=True).transpose(0, 1) for k, v in batch.items()}
+        obs = b["obs"].float()
+        # Window step t+1 holds the action taken in step t, the reward and termination after it.
+        action, reward, terminal = b["action"][1:], b["reward"][1:], b["is_terminal"][1:]
+        valid = (~b["is_first"][1:]).long().cumprod(0)
+        next_z, td_target = self.wm.td_targets(obs[1:], reward, terminal, self.discount)
+
+        def model_loss() -> tuple[Tensor, dict]:
+            return self.wm.loss(obs[0], action, reward, terminal, next_z, td_target, valid)
+
+        aux, opt_metrics = self.wm_opt.step(model_loss, step)
+        metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
+        metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
+        return aux, metrics
+
+    def _update_policy(self, zs: Tensor) -> dict[str, float]:
+        """Maximise the scaled Q of the policy's actions plus an entropy bonus, over the window."""
+        weights = self.wm.cfg.rho ** torch.arange(zs.shape[0], device=zs.device).float()
+        qs_params = list(self.wm.qs.parameters())
+
+        def policy_loss() -> tuple[Tensor, dict]:
+            action, log_prob = self.wm.pi(zs)
+            for p in qs_params:
+                p.requires_grad_(False)  # the Qs only pass gradients on to the actions
+            try:
+                q = self.wm.q(zs, action, "avg")
+            finally:
+                for p in qs_params:
+                    p.requires_grad_(True)
+            self.q_scale.update(q[0])
+            # TD-MPC2 scales the entropy bonus by the action dimension.
+            entropy = -log_prob * self.spec.action_dim
+            objective = q / self.q_scale.value + self.entropy_coef * entropy
+            loss = -(weights[:, None] * objective).mean()
+            return loss, {"pi_loss": loss.detach(), "pi_entropy": (-log_prob).mean().detach()}
+
+        aux, metrics = self.pi_opt.step(policy_loss)
+        out = {f"policy/{k}": float(v) for k, v in aux.items()}
+        out["policy/grad_norm"] = metrics["final_grad_norm"]
+        out["policy/q_scale"] = float(self.q_scale.value)
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights (incl. target Qs), optimizer states and the Q scale."""
+        return {
+            "wm": self.wm.state_dict(),
+            "wm_opt": self.wm_opt.state_dict(),
+            "pi_opt": self.pi_opt.state_dict(),
+            "q_scale": self.q_scale.value.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict()`."""
+        self.wm.load_state_dict(state["wm"])
+        self.wm_opt.load_state_dict(state["wm_opt"])
+        self.pi_opt.load_state_dict(state["pi_opt"])
+        self.q_scale.value.copy_(state["q_scale"])

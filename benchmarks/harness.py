@@ -1,0 +1,48 @@
+"""Shared pieces of the speed benchmarks: a replay of real env steps, device sync, a timer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from envs import make_env
+from envs.base import EnvSpec
+from mbrl_sam.replay import SequenceReplay
+from mbrl_sam.trainer import random_action
+
+
+def filled_replay(task: str, steps: int, seed: int = 0) -> tuple[SequenceReplay, EnvSpec]:
+    """A replay filled with `steps` random-action steps of the real environment."""
+    env = make_env(task, seed=seed)
+    spec = env.spec
+    replay = SequenceReplay(steps + 1, spec.obs_shape, spec.obs_dtype, spec.action_dim, seed)
+    rng = np.random.default_rng(seed)
+    obs = env.reset(seed=seed)
+    replay.add(obs, np.zeros(spec.action_dim, np.float32), 0.0, True, False)
+    for _ in range(steps):
+        action = random_action(spec, rng)
+        obs, reward, terminated, truncated = env.step(action)
+        replay.add(obs, action, reward, False, terminated)
+        if terminated or truncated:
+            obs = env.reset()
+            replay.add(obs, np.zeros(spec.action_dim, np.float32), 0.0, True, False)
+    env.close()
+    return replay, spec
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued device work so wall-clock times are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds taken by fn()."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start

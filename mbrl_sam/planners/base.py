@@ -1,0 +1,124 @@
+"""The planner interface: optimise action sequences against a score, warm-started per step."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mbrl_sam.errors import ConfigError
+
+# Maps candidate action sequences (N, H, A) in [-1, 1] to their estimated returns (N,).
+Score = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class PlannerConfig:
+    """Sampling-planner settings (TD-MPC2's MPPI defaults)."""
+
+    horizon: int = 3
+    iterations: int = 6
+    iterations_high_dim: int = 8  # used instead when action_dim >= high_dim
+    high_dim: int = 20
+    samples: int = 512  # candidates per iteration, the prior trajectories included
+    elites: int = 64
+    prior_trajectories: int = 24  # how many policy trajectories the caller proposes
+    temperature: float = 0.5  # MPPI only
+    min_std: float = 0.05
+    max_std: float = 2.0
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first setting that cannot work."""
+        checks = [
+            ("horizon", self.horizon >= 1, ">= 1"),
+            ("iterations", self.iterations >= 1, ">= 1"),
+            ("iterations_high_dim", self.iterations_high_dim >= 1, ">= 1"),
+            ("elites", 1 <= self.elites <= self.samples, f"in [1, samples={self.samples}]"),
+            ("prior_trajectories", 0 <= self.prior_trajectories < self.samples, "< samples"),
+            ("min_std", 0 < self.min_std <= self.max_std, f"in (0, max_std={self.max_std}]"),
+            ("temperature", self.temperature > 0, "> 0"),
+        ]
+        for name, ok, need in checks:
+            if not ok:
+                raise ConfigError(f"planner.{name}={getattr(self, name)!r} must be {need}")
+
+
+class Planner(ABC):
+    """Iteratively refits a Gaussian over H-step action sequences to the best candidates."""
+
+    def __init__(self, action_dim: int, cfg: PlannerConfig, device: torch.device) -> None:
+        cfg.validate()
+        if action_dim < 1:
+            raise ConfigError(f"action_dim={action_dim!r} must be >= 1")
+        self.action_dim, self.cfg, self.device = action_dim, cfg, torch.device(device)
+        high = action_dim >= cfg.high_dim
+        self.iterations = cfg.iterations_high_dim if high else cfg.iterations
+        self.prev_mean: Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the warm start (call at the start of every episode)."""
+        self.prev_mean = None
+
+    def initial_mean(self) -> Tensor:
+        """The previous plan shifted one step earlier (zero at the end), or zeros."""
+        mean = torch.zeros(self.cfg.horizon, self.action_dim, device=self.device)
+        if self.prev_mean is not None:
+            mean[:-1] = self.prev_mean[1:]
+        return mean
+
+    @torch.no_grad()
+    def plan(self, score: Score, prior: Tensor | None = None, explore: bool = False) -> Tensor:
+        """Optimise an H-step action sequence with `score`; return its first action (A,)."""
+        cfg = self.cfg
+        mean = self.initial_mean()
+        std = torch.full_like(mean, cfg.max_std)
+        if prior is not None:
+            if prior.dim() != 3 or prior.shape[1:] != mean.shape:
+                raise ValueError(
+                    f"prior has shape {tuple(prior.shape)}; expected (P, {cfg.horizon}, "
+                    f"{self.action_dim})"
+                )
+            if prior.shape[0] >= cfg.samples:
+                raise ValueError(f"{prior.shape[0]} prior trajectories fill all {cfg.samples}")
+            prior = prior.to(self.device, mean.dtype)
+        n_sampled = cfg.samples - (0 if prior is None else prior.shape[0])
+        for _ in range(self.iterations):
+            noise = torch.randn(n_sampled, *mean.shape, device=self.device)
+            sampled = (mean + std * noise).clamp(-1, 1)
+            candidates = sampled if prior is None else torch.cat([prior, sampled])
+            values = score(candidates)
+            if values.shape != (cfg.samples,):
+                raise ValueError(f"score returned shape {tuple(values.shape)}; expected (N,)")
+            # A diverging model can score NaN; treating it as 0 keeps topk well defined.
+            values = torch.nan_to_num(values.to(mean.dtype), nan=0.0)
+            top = torch.topk(values, cfg.elites).indices
+            elites = candidates[top]
+            weights = self._elite_weights(values[top])
+            w = weights[:, None, None]
+            mean = (w * elites).sum(0)
+            std = (w * (elites - mean).pow(2)).sum(0).sqrt().clamp(cfg.min_std, cfg.max_std)
+        self.prev_mean = mean
+        action = self._choose(elites, weights, mean)
+        if explore:
+            action = action + std[0] * torch.randn_like(action)
+        return action.clamp(-1, 1)
+
+    @abstractmethod
+    def _elite_weights(self, values: Tensor) -> Tensor:
+        """Weights (summing to 1) of the elites, from their values."""
+
+    @abstractmethod
+    def _choose(self, elites: Tensor, weights: Tensor, mean: Tensor) -> Tensor:
+        """The first action to execute, from the final elites and fitted mean."""
+
+    def state_dict(self) -> dict[str, Tensor | None]:
+        """The warm start, so it can travel with an episode or a checkpoint."""
+        return {"prev_mean": None if self.prev_mean is None else self.prev_mean.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor | None]) -> None:
+        """Restore from `state_dict()`."""
+        mean = state["prev_mean"]
+        self.prev_mean = None if mean is None else mean.to(self.device).clone()

@@ -1,0 +1,206 @@
+"""TD-MPC2-style decoder-free latent model: encode / next / reward / Q / pi, and its loss."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mbrl_sam.distributions import TwoHot, symlog
+from mbrl_sam.nets import EnsembleMLP, SimNorm, normed_mlp
+
+
+@dataclass
+class TDMPCModelConfig:
+    """Sizes and loss weights (TD-MPC2 defaults; sizes from configs/preset/tdmpc_*)."""
+
+    latent_dim: int = 512
+    enc_dim: int = 256
+    mlp_dim: int = 512
+    enc_layers: int = 2
+    num_q: int = 5
+    simnorm_dim: int = 8
+    dropout: float = 0.01
+    bins: int = 101
+    vmin: float = -10.0
+    vmax: float = 10.0
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+    episodic: bool = False  # learn a termination head (tasks whose episodes can end early)
+    consistency_coef: float = 20.0
+    reward_coef: float = 0.1
+    value_coef: float = 0.1
+    termination_coef: float = 1.0
+    rho: float = 0.5  # per-step decay of the loss weights over the horizon
+
+
+class Policy(nn.Module):
+    """Tanh-squashed Gaussian policy prior over latents."""
+
+    def __init__(self, cfg: TDMPCModelConfig, action_dim: int) -> None:
+        super().__init__()
+        self.net = normed_mlp(cfg.latent_dim, cfg.mlp_dim, 2, 2 * action_dim)
+        self.log_std_min, self.log_std_max = cfg.log_std_min, cfg.log_std_max
+
+    def forward(self, z: Tensor, explore: bool = True) -> tuple[Tensor, Tensor]:
+        """An action in [-1, 1] (sampled, or the mean) and its log-probability."""
+        mean, log_std = self.net(z).chunk(2, -1)
+        span = self.log_std_max - self.log_std_min
+        log_std = self.log_std_min + 0.5 * span * (torch.tanh(log_std) + 1)
+        noise = torch.randn_like(mean) if explore else torch.zeros_like(mean)
+        raw = mean + noise * log_std.exp()
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        action = torch.tanh(raw)
+        # Change of variables through tanh; the softplus form is stable for large |raw|.
+        correction = 2 * (math.log(2) - raw - F.softplus(-2 * raw))
+        return action, log_prob - correction.sum(-1)
+
+
+class TDMPCWorldModel(nn.Module):
+    """Encoder, latent dynamics, reward, Q-ensemble (+ EMA target), termination and policy."""
+
+    def __init__(self, obs_dim: int, action_dim: int, cfg: TDMPCModelConfig) -> None:
+        super().__init__()
+        self.cfg, self.action_dim = cfg, action_dim
+        simnorm = SimNorm(cfg.simnorm_dim)
+        self.encoder = normed_mlp(
+            obs_dim, cfg.enc_dim, max(cfg.enc_layers - 1, 1), cfg.latent_dim, simnorm
+        )
+        za = cfg.latent_dim + action_dim
+        self.dynamics = normed_mlp(za, cfg.mlp_dim, 2, cfg.latent_dim, simnorm)
+        self.reward_head = normed_mlp(za, cfg.mlp_dim, 2, cfg.bins)
+        self.qs = EnsembleMLP(cfg.num_q, za, cfg.mlp_dim, 2, cfg.bins, cfg.dropout)
+        self.target_qs = copy.deepcopy(self.qs).requires_grad_(False)
+        self.termination_head = (
+            normed_mlp(cfg.latent_dim, cfg.mlp_dim, 2, 1) if cfg.episodic else None
+        )
+        self.pi = Policy(cfg, action_dim)
+        self.twohot = TwoHot(cfg.bins, cfg.vmin, cfg.vmax)
+        # Reward and Q heads start out predicting zero for every input.
+        with torch.no_grad():
+            self.reward_head[-1].weight.zero_()
+            self.qs.weights[-1].zero_()
+            self.target_qs.weights[-1].zero_()
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """World-model parameters by name (the policy prior is not part of the world model)."""
+        groups = {
+            "encoder": list(self.encoder.parameters()),
+            "dynamics": list(self.dynamics.parameters()),
+            "reward": list(self.reward_head.parameters()),
+            "value": list(self.qs.parameters()),
+        }
+        if self.termination_head is not None:
+            groups["termination"] = list(self.termination_head.parameters())
+        return groups
+
+    def encode(self, obs: Tensor) -> Tensor:
+        """Latent state of (symlog) vector observations."""
+        return self.encoder(symlog(obs))
+
+    def next(self, z: Tensor, action: Tensor) -> Tensor:
+        """The next latent state."""
+        return self.dynamics(torch.cat([z, action], -1))
+
+    def reward_logits(self, z: Tensor, action: Tensor) -> Tensor:
+        """Two-hot logits of the reward for taking `action` in `z`."""
+        return self.reward_head(torch.cat([z, action], -1))
+
+    def reward(self, z: Tensor, action: Tensor) -> Tensor:
+        """Predicted reward."""
+        return self.twohot.mean(self.reward_logits(z, action))
+
+    def continues(self, z: Tensor) -> Tensor:
+        """Probability that the episode goes on from `z` (1 when not episodic)."""
+        if self.termination_head is None:
+            return torch.ones(z.shape[:-1], device=z.device)
+        return 1 - torch.sigmoid(self.termination_head(z).squeeze(-1))
+
+    def q_logits(
+        self, z: Tensor, action: Tensor, target: bool = False, members: Tensor | None = None
+    ) -> Tensor:
+        """Two-hot logits of the Qs (all, or those in `members`), shape (members, ..., bins)."""
+        net = self.target_qs if target else self.qs
+        return net(torch.cat([z, action], -1), members)
+
+    def q(self, z: Tensor, action: Tensor, reduce: str = "avg", target: bool = False) -> Tensor:
+        """Two randomly drawn Qs of the ensemble, averaged ("avg") or the smaller ("min")."""
+        # Indexing by a tensor (not Python random) keeps the draw on torch's seeded RNG.
+        pick = torch.randperm(self.cfg.num_q, device=z.device)[:2]
+        values = self.twohot.mean(self.q_logits(z, action, target, pick))
+        return values.min(0).values if reduce == "min" else values.mean(0)
+
+    @torch.no_grad()
+    def update_targets(self, tau: float) -> None:
+        """Move the target Qs toward the Qs by `tau`."""
+        for target, source in zip(self.target_qs.parameters(), self.qs.parameters()):
+            target.lerp_(source, tau)
+
+    @torch.no_grad()
+    def td_targets(
+        self, next_obs: Tensor, reward: Tensor, terminal: Tensor, discount: float
+    ) -> tuple[Tensor, Tensor]:
+        """Encoded next observations and r + discount * (1 - terminal) * min of target Qs."""
+        next_z = self.encode(next_obs)
+        action, _ = self.pi(next_z)
+        value = self.q(next_z, action, "min", target=True)
+        return next_z, reward + discount * (1 - terminal.float()) * value
+
+    def loss(
+        self,
+        obs: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        terminal: Tensor,
+        next_z: Tensor,
+        td_target: Tensor,
+        valid: Tensor,
+    ) -> tuple[Tensor, dict]:
+        """World-model loss on H-step windows; returns (loss, {"metrics", "zs"}).
+
+        obs (B, obs_dim) is the first observation; action, reward, terminal, td_target and
+        valid are (H, B) time-major (action with a trailing action axis); next_z (H, B, L).
+        `valid` masks steps after an episode boundary inside a window.
+        """
+        cfg, horizon = self.cfg, action.shape[0]
+        weights = cfg.rho ** torch.arange(horizon, device=obs.device, dtype=torch.float32)
+        valid = valid.float()
+        z = self.encode(obs)
+        zs = [z]
+        consistency = []
+        for t in range(horizon):
+            z = self.next(z, action[t])
+            consistency.append((z - next_z[t]).pow(2).mean(-1))
+            zs.append(z)
+        latents = torch.stack(zs[:-1])
+        rew = self.twohot.loss(self.reward_logits(latents, action), reward)
+        q_logits = self.q_logits(latents, action)
+        value = self.twohot.loss(q_logits, td_target.expand(cfg.num_q, -1, -1))
+        terms = {
+            "consistency": torch.stack(consistency),
+            "reward": rew,
+            "value": value.mean(0),
+        }
+        if self.termination_head is not None:
+            logits = self.termination_head(torch.stack(zs[1:])).squeeze(-1)
+            terms["termination"] = F.binary_cross_entropy_with_logits(
+                logits, terminal.float(), reduction="none"
+            )
+        coefs = {
+            "consistency": cfg.consistency_coef,
+            "reward": cfg.reward_coef,
+            "value": cfg.value_coef,
+            "termination": cfg.termination_coef,
+        }
+        # Each term: rho^t-weighted over the horizon, masked, averaged over steps and batch.
+        per_term = {
+            k: (weights[:, None] * v * valid).sum(0).mean() / horizon for k, v in terms.items()
+        }
+        loss = sum(coefs[k] * v for k, v in per_term.items())
+        metrics = {f"{k}_loss": v.detach() for k, v in per_term.items()}
+        metrics["loss"] = loss.detach()
+        return loss, {"metrics": metrics, "zs": torch.stack(zs)}

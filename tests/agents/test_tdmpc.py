@@ -1,0 +1,96 @@
+"""The TD-MPC2-style agent: value estimate in closed form, update bookkeeping, acting."""
+
+import numpy as np
+import pytest
+import torch
+
+from agents import make_agent
+from envs.base import EnvSpec
+from mbrl_sam.config import load_config
+from mbrl_sam.errors import ConfigError
+
+SPEC = EnvSpec((5,), np.float32, 3, False, 2)
+
+
+def agent(*overrides):
+    torch.manual_seed(0)
+    cfg = load_config(["agent=tdmpc", "size=tiny", "objective=sam", *overrides])
+    return make_agent(cfg, SPEC, torch.device("cpu"))
+
+
+def set_constant(twohot, bias, value):
+    """Make a zero-weight two-hot head predict `value` everywhere."""
+    with torch.no_grad():
+        bias.copy_(twohot.encode(torch.tensor(value)).clamp_min(1e-30).log())
+
+
+def test_estimated_value_is_discounted_rewards_plus_terminal_q():
+    a = agent("agent.discount=0.9")
+    wm = a.wm
+    set_constant(wm.twohot, wm.reward_head[-1].bias, 2.0)
+    for m in range(wm.cfg.num_q):
+        set_constant(wm.twohot, wm.qs.biases[-1][m, 0], 10.0)
+    z = wm.encode(torch.randn(1, 5))
+    actions = torch.rand(7, 3, 3) * 2 - 1
+    value = a.estimate_value(z, actions)
+    expected = 2.0 * (1 + 0.9 + 0.81) + 0.9**3 * 10.0
+    torch.testing.assert_close(value, torch.full((7,), expected), atol=1e-3, rtol=1e-4)
+
+
+def test_update_moves_targets_by_tau_and_keeps_the_policy_out_of_the_model_step():
+    a = agent("agent.tau=0.25")
+    rng = torch.Generator().manual_seed(0)
+    batch = {
+        "obs": torch.randn(8, 4, 5, generator=rng),
+        "action": torch.rand(8, 4, 3, generator=rng) * 2 - 1,
+        "reward": torch.randn(8, 4, generator=rng),
+        "is_first": torch.zeros(8, 4, dtype=torch.bool),
+        "is_terminal": torch.zeros(8, 4, dtype=torch.bool),
+    }
+    pi_before = [p.clone() for p in a.wm.pi.parameters()]
+    a.model_step(batch, 0)
+    for p, q in zip(a.wm.pi.parameters(), pi_before):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    targets = [p.clone() for p in a.wm.target_qs.parameters()]
+    metrics = a.update(batch, 1)
+    for t, old, q in zip(a.wm.target_qs.parameters(), targets, a.wm.qs.parameters()):
+        torch.testing.assert_close(t, old + 0.25 * (q - old))
+    assert any(not torch.equal(p, q) for p, q in zip(a.wm.pi.parameters(), pi_before))
+    assert np.isfinite(metrics["model/sharpness"]) and np.isfinite(metrics["policy/pi_loss"])
+
+
+@pytest.mark.parametrize("planner", ["mppi", "cem", "none"])
+def test_act_gives_bounded_actions_and_carries_the_warm_start(planner):
+    a = agent(f"planner={planner}")
+    obs = np.random.default_rng(0).standard_normal(5).astype(np.float32)
+    action, state = a.act(obs, None, True, explore=True)
+    assert action.shape == (3,) and np.abs(action).max() <= 1
+    if planner == "none":
+        assert state is None
+        return
+    assert state["prev_mean"].shape == (3, 3)
+    action, state2 = a.act(obs, state, False, explore=False)
+    assert np.abs(action).max() <= 1 and not torch.equal(state2["prev_mean"], state["prev_mean"])
+
+
+def test_pixels_or_discrete_actions_are_refused_with_a_pointer_to_dreamer():
+    cfg = load_config(["agent=tdmpc", "size=tiny"])
+    pixels = EnvSpec((3, 64, 64), np.uint8, 3, False, 2)
+    discrete = EnvSpec((4,), np.float32, 2, True, 1)
+    for spec in (pixels, discrete):
+        with pytest.raises(ConfigError, match="agent=dreamer"):
+            make_agent(cfg, spec, torch.device("cpu"))
+
+
+def test_compiled_mlps_give_the_eager_values_and_keep_checkpoint_keys():
+    eager, compiled = agent(), agent("agent.compile=true")
+    compiled.wm.load_state_dict(eager.wm.state_dict())
+    assert compiled.wm.state_dict().keys() == eager.wm.state_dict().keys()
+    z = eager.wm.encode(torch.randn(1, 5))
+    actions = torch.rand(16, 3, 3) * 2 - 1
+    values = []
+    for a in (eager, compiled):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            values.append(a.estimate_value(z, actions))
+    torch.testing.assert_close(values[0], values[1], rtol=1e-4, atol=1e-4)
