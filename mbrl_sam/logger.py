@@ -67,6 +67,11 @@ class Logger:
         self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
         self._jsonl.flush()
 
+    def record(self, filename: str, data: dict) -> None:
+        """Append one free-form JSON record (lists allowed) to `run_dir/filename`."""
+        with open(self.run_dir / filename, "a", encoding="utf-8") as f:
+            f.write(json.dumps(data) + "\n")
+
     def flush(self) -> None:
         """Push pending TensorBoard events and JSON lines to disk."""
         if not self._jsonl.closed:

@@ -17,6 +17,7 @@ from envs.base import Env
 from mbrl_sam.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mbrl_sam.config import CHECKPOINT, check_resume_matches
 from mbrl_sam.errors import ConfigError
+from mbrl_sam.evaluation.episodes import run_episodes
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
 
@@ -238,18 +239,13 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Run cfg.eval_episodes greedy episodes on the eval env and log their returns."""
-        returns = []
-        for i in range(self.cfg.eval_episodes):
-            obs = self.eval_env.reset(seed=10**6 + int(self.cfg.seed) * 1000 + i)
-            state, is_first, done, total = None, True, False, 0.0
-            while not done:
-                action, state = self.agent.act(obs, state, is_first, explore=False)
-                obs, reward, terminated, truncated = self.eval_env.step(action)
-                total += reward
-                is_first, done = False, terminated or truncated
-            returns.append(total)
+        seed = 10**6 + int(self.cfg.seed) * 1000
+        episodes = run_episodes(self.agent, self.eval_env, self.cfg.eval_episodes, seed)
+        returns = [e["return"] for e in episodes]
         result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns))}
         self.logger.log(self.env_steps, result, "eval")
+        # Per-episode returns too: success rates and bootstrap statistics need them.
+        self.logger.record("evals.jsonl", {"step": self.env_steps, "returns": returns})
         self.counters["last_eval"] = self.env_steps
         self.last_eval_return = result["return"]
         return {"eval_return": result["return"]}

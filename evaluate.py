@@ -1,0 +1,98 @@
+"""Evaluate a saved run's checkpoint: `python evaluate.py run_dir=runs/x episodes=10`.
+
+Writes `run_dir/eval/step_<env steps>.json` with every episode's return and the suite score.
+Options (key=value): run_dir (required), episodes (10), device (the run's), seed (0),
+explore (false: the agent's greedy action), progress (true).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from mbrl_sam.errors import ConfigError
+
+OPTIONS = {"run_dir": None, "episodes": 10, "device": None, "seed": 0, "explore": False}
+OPTIONS["progress"] = True
+
+
+def parse(argv: list[str]) -> dict:
+    """key=value arguments over the defaults; ConfigError for unknown keys."""
+    given = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown}; valid: {', '.join(OPTIONS)}")
+    args = {**OPTIONS, **given}
+    if not args["run_dir"]:
+        raise ConfigError("run_dir=<path of a training run> is required")
+    if not isinstance(args["episodes"], int) or args["episodes"] < 1:
+        raise ConfigError(f"episodes={args['episodes']!r} must be an integer >= 1")
+    return args
+
+
+def evaluate(args: dict) -> dict:
+    """Load the run's config and checkpoint, play the episodes, write and return the result."""
+    import torch
+
+    from agents import make_agent
+    from envs import make_env
+    from mbrl_sam.checkpoint import load_checkpoint
+    from mbrl_sam.config import CHECKPOINT
+    from mbrl_sam.evaluation.episodes import run_episodes
+    from mbrl_sam.evaluation.suites import suite_of
+    from mbrl_sam.runtime import resolve_device, seed_everything
+
+    run_dir = Path(args["run_dir"])
+    for needed in ("config.yaml", CHECKPOINT):
+        if not (run_dir / needed).exists():
+            raise ConfigError(f"run_dir={str(run_dir)!r} has no {needed}; is it a training run?")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    device = resolve_device(args["device"] or cfg.device)
+    seed_everything(args["seed"])
+    env = make_env(cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=args["seed"])
+    agent = make_agent(cfg, env.spec, device)
+    state = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
+    agent.load_state_dict(state["agent"])
+    env_steps = state["counters"]["agent_steps"] * env.spec.action_repeat
+    seed = 2 * 10**6 + args["seed"] * 1000  # apart from the seeds training evaluations use
+    with torch.no_grad():
+        episodes = run_episodes(
+            agent, env, args["episodes"], seed, args["explore"], args["progress"]
+        )
+    env.close()
+    returns = [e["return"] for e in episodes]
+    suite = suite_of(cfg.task)
+    result = {
+        "task": cfg.task,
+        "agent": cfg.agent.name,
+        "objective": cfg.objective.name,
+        "seed": cfg.seed,
+        "env_steps": env_steps,
+        "returns": returns,
+        "lengths": [e["length"] for e in episodes],
+        "mean": sum(returns) / len(returns),
+        "suite": suite.name if suite else None,
+        "score": suite.normalize(cfg.task, returns) if suite else None,
+    }
+    out = run_dir / "eval" / f"step_{env_steps}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"{cfg.task} ({cfg.objective.name}, seed {cfg.seed}) at {env_steps} env steps: ")
+    print(f"  return {result['mean']:.1f} over {len(returns)} episodes -> {out}")
+    return result
+
+
+def main() -> None:
+    """Entry point; start-up errors print one line and exit 2."""
+    try:
+        evaluate(parse(sys.argv[1:]))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

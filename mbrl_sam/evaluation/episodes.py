@@ -1,0 +1,27 @@
+"""Run whole evaluation episodes of an agent in an environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tqdm import tqdm
+
+from envs.base import Env
+
+
+def run_episodes(
+    agent: Any, env: Env, episodes: int, seed: int, explore: bool = False, progress: bool = False
+) -> list[dict[str, float]]:
+    """Play `episodes` episodes (episode i reset with seed + i); their returns and lengths."""
+    results = []
+    for i in tqdm(range(episodes), desc="eval episodes", disable=not progress, leave=False):
+        obs = env.reset(seed=seed + i)
+        state, is_first, done, total, length = None, True, False, 0.0, 0
+        while not done:
+            action, state = agent.act(obs, state, is_first, explore=explore)
+            obs, reward, terminated, truncated = env.step(action)
+            total += float(reward)
+            length += 1
+            is_first, done = False, terminated or truncated
+        results.append({"return": total, "length": length})
+    return results

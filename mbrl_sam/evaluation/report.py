@@ -1,0 +1,224 @@
+"""Gather training runs (task x seed x objective) into tables, aggregate statistics and plots."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from mbrl_sam.evaluation.aggregate import AGGREGATES, improvement_interval, interval
+from mbrl_sam.evaluation.suites import suite_of
+
+
+@dataclass
+class Run:
+    """One training run: what it trained, its eval curve and its final evaluation."""
+
+    path: Path
+    task: str
+    method: str
+    seed: int
+    curve: list[tuple[int, float]]  # (env steps, mean eval return)
+    final_returns: list[float]  # per-episode returns of the last evaluation
+
+    @property
+    def score(self) -> float:
+        """The suite's normalised score of the final evaluation (raw mean outside suites)."""
+        suite = suite_of(self.task)
+        if suite is not None:
+            return suite.normalize(self.task, self.final_returns)
+        scale = 1000.0 if self.task.startswith("dmc/") else 1.0
+        return float(np.mean(self.final_returns)) / scale
+
+
+def _final_returns(path: Path, curve: list[tuple[int, float]]) -> list[float]:
+    """Per-episode returns of the latest evaluation: eval/*.json, else evals.jsonl, else curve."""
+    files = sorted(path.glob("eval/step_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+    if files:
+        return list(json.loads(files[-1].read_text())["returns"])
+    if (path / "evals.jsonl").exists():
+        lines = (path / "evals.jsonl").read_text().splitlines()
+        if lines:
+            return list(json.loads(lines[-1])["returns"])
+    return [curve[-1][1]]
+
+
+def load_run(path: Path) -> Run | None:
+    """A Run from a run directory, or None if it has no evaluation yet."""
+    cfg = OmegaConf.load(path / "config.yaml")
+    curve = []
+    for line in (path / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("eval/return") is not None:
+            curve.append((int(record["step"]), float(record["eval/return"])))
+    if not curve:
+        return None
+    method = f"{cfg.agent.name}-{cfg.objective.name}"
+    return Run(path, cfg.task, method, int(cfg.seed), curve, _final_returns(path, curve))
+
+
+def find_runs(roots: list[Path]) -> list[Run]:
+    """Every run directory (config.yaml + metrics.jsonl) under `roots`, with an evaluation."""
+    dirs = set()
+    for root in roots:
+        for cfg in [root / "config.yaml", *root.rglob("config.yaml")]:
+            if cfg.exists() and (cfg.parent / "metrics.jsonl").exists():
+                dirs.add(cfg.parent)
+    runs = [load_run(d) for d in sorted(dirs)]
+    return [r for r in runs if r is not None]
+
+
+def score_matrix(runs: list[Run], tasks: list[str]) -> np.ndarray:
+    """Scores shaped (seeds, tasks); tasks with more seeds are cut to the smallest count."""
+    per_task = [[r.score for r in sorted(runs, key=lambda r: r.seed) if r.task == t] for t in tasks]
+    n = min(len(s) for s in per_task)
+    return np.array([s[:n] for s in per_task]).T
+
+
+def build_report(runs: list[Run], reps: int = 2000) -> dict:
+    """Per-task tables, aggregates with bootstrap intervals, and pairwise improvement odds."""
+    methods = sorted({r.method for r in runs})
+    tasks = sorted({r.task for r in runs})
+    table = {}
+    for task in tasks:
+        row = {}
+        for m in methods:
+            finals = [
+                float(np.mean(r.final_returns)) for r in runs if (r.task, r.method) == (task, m)
+            ]
+            if finals:
+                row[m] = {
+                    "mean": float(np.mean(finals)),
+                    "std": float(np.std(finals)),
+                    "n": len(finals),
+                }
+        table[task] = row
+    # Aggregates over the tasks every method has run.
+    common = [t for t in tasks if all(m in table[t] for m in methods)]
+    aggregates, matrices = {}, {}
+    if common:
+        for m in methods:
+            matrices[m] = score_matrix([r for r in runs if r.method == m], common)
+            aggregates[m] = {
+                name: interval(fn, matrices[m], reps=reps) for name, fn in AGGREGATES.items()
+            }
+    improvement = {}
+    for a in methods:
+        for b in methods:
+            if a != b and a in matrices:
+                improvement[f"P({a} > {b})"] = improvement_interval(
+                    matrices[a], matrices[b], reps=reps
+                )
+    return {
+        "methods": methods,
+        "tasks": tasks,
+        "aggregate_tasks": common,
+        "table": table,
+        "aggregates": aggregates,
+        "improvement": improvement,
+    }
+
+
+def markdown(report: dict, plots: list[str]) -> str:
+    """The report as a markdown page."""
+    methods = report["methods"]
+    lines = ["# Evaluation report", "", "## Final return per task (mean ± std over seeds, n)", ""]
+    lines.append("| task | " + " | ".join(methods) + " |")
+    lines.append("|---|" + "---|" * len(methods))
+    for task, row in report["table"].items():
+        cells = [
+            f"{row[m]['mean']:.1f} ± {row[m]['std']:.1f} ({row[m]['n']})" if m in row else "-"
+            for m in methods
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    if report["aggregates"]:
+        lines += ["", "## Aggregate normalised score (95% stratified bootstrap CI)", ""]
+        lines.append(f"Tasks: {', '.join(report['aggregate_tasks'])}.")
+        lines += ["", "| method | " + " | ".join(AGGREGATES) + " |"]
+        lines.append("|---|" + "---|" * len(AGGREGATES))
+        for m, aggs in report["aggregates"].items():
+            cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in aggs.values()]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if report["improvement"]:
+        lines += ["", "## Probability of improvement (95% CI)", ""]
+        for name, (p, lo, hi) in report["improvement"].items():
+            lines.append(f"- {name} = {p:.3f} [{lo:.3f}, {hi:.3f}]")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(runs: list[Run], path: Path) -> None:
+    """Eval return against env steps per task: mean over seeds with a min-max band per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r.task for r in runs})
+    cols = min(3, len(tasks))
+    rows = (len(tasks) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        groups = defaultdict(list)
+        for r in runs:
+            if r.task == task:
+                groups[r.method].append(dict(r.curve))
+        for method, curves in sorted(groups.items()):
+            steps = sorted(set.intersection(*[set(c) for c in curves]))
+            values = np.array([[c[s] for s in steps] for c in curves])
+            ax.plot(steps, values.mean(0), label=f"{method} ({len(curves)} seeds)")
+            ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_aggregates(report: dict, path: Path) -> None:
+    """Point estimates and 95% intervals of each aggregate metric, one row per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(report["aggregates"])
+    fig, axes = plt.subplots(
+        1, len(AGGREGATES), figsize=(4 * len(AGGREGATES), 1 + 0.6 * len(methods))
+    )
+    for ax, name in zip(axes, AGGREGATES):
+        for i, m in enumerate(methods):
+            p, lo, hi = report["aggregates"][m][name]
+            ax.plot([lo, hi], [i, i], linewidth=6, alpha=0.5)
+            ax.plot([p], [i], "k|", markersize=14)
+        ax.set_yticks(range(len(methods)), methods if ax is axes[0] else [""] * len(methods))
+        ax.set_ylim(-0.5, len(methods) - 0.5)
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(roots: list[Path], out: Path, reps: int = 2000) -> dict:
+    """Gather the runs under `roots`; write report.md, report.json and PNGs into `out`."""
+    runs = find_runs(roots)
+    if not runs:
+        raise FileNotFoundError(f"no evaluated runs under {[str(r) for r in roots]}")
+    out.mkdir(parents=True, exist_ok=True)
+    report = build_report(runs, reps)
+    plots = ["curves.png"]
+    plot_curves(runs, out / "curves.png")
+    if report["aggregates"]:
+        plot_aggregates(report, out / "aggregates.png")
+        plots.append("aggregates.png")
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report, plots))
+    return report
