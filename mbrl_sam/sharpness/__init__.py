@@ -1,0 +1,23 @@
+"""Sharpness of any loss closure: Hessian-vector products, spectra, SAM and Adam sharpness."""
+
+from mbrl_sam.sharpness.hessian import LossProbe, flatten, unflatten
+from mbrl_sam.sharpness.measures import (
+    adam_preconditioner,
+    preconditioned_sharpness,
+    sam_sharpness,
+    top_eigenvalue,
+)
+from mbrl_sam.sharpness.spectrum import hutchinson_trace, lanczos, power_iteration
+
+__all__ = [
+    "LossProbe",
+    "adam_preconditioner",
+    "flatten",
+    "hutchinson_trace",
+    "lanczos",
+    "power_iteration",
+    "preconditioned_sharpness",
+    "sam_sharpness",
+    "top_eigenvalue",
+    "unflatten",
+]
