@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from envs.base import EnvSpec
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from mbrl_sam.distributions import symlog
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.objectives import Objective, select_params
 from mbrl_sam.optim import ClosureOptimizer
@@ -115,9 +117,14 @@ class DreamerAgent:
             weight = weight * self.ac.discount * self.wm.cont(feat)
         return ret + weight * self.ac.value(feat)
 
+    def model_loss(self, batch: dict[str, Tensor]) -> Callable[[], tuple[Tensor, dict]]:
+        """The world-model loss on a (B, T) batch as a closure."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return lambda: self.wm.loss(batch)
+
     def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
         """One world-model step through the objective; returns the loss aux and metrics."""
-        aux, opt_metrics = self.wm_opt.step(lambda: self.wm.loss(batch), step)
+        aux, opt_metrics = self.wm_opt.step(self.model_loss(batch), step)
         metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
         metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
         return aux, metrics
@@ -131,6 +138,44 @@ class DreamerAgent:
         behavior = self.ac.update(self.wm, start, start_cont)
         metrics.update({f"behavior/{k}": v for k, v in behavior.items()})
         return metrics
+
+    @property
+    def discount(self) -> float:
+        """The discount the critic's values are defined with."""
+        return self.ac.discount
+
+    @torch.no_grad()
+    def state_value(self, obs: np.ndarray, act_state: ActState) -> float:
+        """The critic's value of the state `act` just filtered in (act_state from that act)."""
+        return float(self.ac.value(self.wm.rssm.features(act_state[0]))[0])
+
+    @torch.no_grad()
+    def open_loop(
+        self, episode: dict[str, Tensor], starts: Tensor, horizon: int
+    ) -> dict[str, Tensor]:
+        """From the posterior at each start, roll the prior with the real actions; predicted
+        against real rewards, latent features (against the posterior) and observations."""
+        ep = {k: v.to(self.device) for k, v in episode.items()}
+        obs = self._obs_tensor(ep["obs"])
+        post, _ = self.wm.rssm.observe(
+            self.wm.encode(obs[None]), ep["action"][None].float(), ep["is_first"][None]
+        )
+        feat_post = self.wm.rssm.features(post)[0]
+        state = {"deter": post["deter"][0, starts], "stoch": post["stoch"][0, starts]}
+        out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": [], "obs_mse": []}
+        for k in range(1, horizon + 1):
+            state = self.wm.rssm.img_step(state, ep["action"][starts + k].float())
+            feat = self.wm.rssm.features(state)
+            out["reward_pred"].append(self.wm.reward(feat))
+            out["latent_mse"].append((feat - feat_post[starts + k]).pow(2).mean(-1))
+            target = obs[starts + k]
+            target = target.float() / 255.0 if self.wm.pixels else symlog(target)
+            error = (self.wm.decoder(feat) - target).pow(2)
+            out["obs_mse"].append(error.flatten(1).mean(-1))
+        result = {k: torch.stack(v, 1) for k, v in out.items()}
+        steps = starts[:, None] + torch.arange(1, horizon + 1, device=starts.device)
+        result["reward_true"] = ep["reward"][steps].float()
+        return result
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume learning: weights and optimizer states."""

@@ -3,6 +3,7 @@ prior, and a sampling planner (MPPI by default) that acts by planning in the lat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -136,19 +137,19 @@ class TDMPCAgent:
         self.wm.update_targets(self.tau)
         return metrics
 
-    def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
-        """One world-model step through the objective; returns the loss aux and metrics."""
+    def model_loss(self, batch: dict[str, Tensor]) -> Callable[[], tuple[Tensor, dict]]:
+        """The world-model loss on a (B, H+1) batch as a closure (TD targets fixed up front)."""
         b = {k: v.to(self.device, non_blocking=True).transpose(0, 1) for k, v in batch.items()}
         obs = b["obs"].float()
         # Window step t+1 holds the action taken in step t, the reward and termination after it.
         action, reward, terminal = b["action"][1:], b["reward"][1:], b["is_terminal"][1:]
         valid = (~b["is_first"][1:]).long().cumprod(0)
         next_z, td_target = self.wm.td_targets(obs[1:], reward, terminal, self.discount)
+        return lambda: self.wm.loss(obs[0], action, reward, terminal, next_z, td_target, valid)
 
-        def model_loss() -> tuple[Tensor, dict]:
-            return self.wm.loss(obs[0], action, reward, terminal, next_z, td_target, valid)
-
-        aux, opt_metrics = self.wm_opt.step(model_loss, step)
+    def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
+        """One world-model step through the objective; returns the loss aux and metrics."""
+        aux, opt_metrics = self.wm_opt.step(self.model_loss(batch), step)
         metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
         metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
         return aux, metrics
@@ -179,6 +180,38 @@ class TDMPCAgent:
         out["policy/grad_norm"] = metrics["final_grad_norm"]
         out["policy/q_scale"] = float(self.q_scale.value)
         return out
+
+    # -- measurements ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def state_value(self, obs: np.ndarray, act_state: Any) -> float:
+        """Q of the policy prior's mean action at `obs`, averaged over the whole ensemble."""
+        self.wm.eval()
+        z = self.wm.encode(torch.as_tensor(obs, device=self.device).float()[None])
+        action, _ = self.wm.pi(z, explore=False)
+        value = self.wm.twohot.mean(self.wm.q_logits(z, action)).mean(0)
+        self.wm.train()
+        return float(value[0])
+
+    @torch.no_grad()
+    def open_loop(
+        self, episode: dict[str, Tensor], starts: Tensor, horizon: int
+    ) -> dict[str, Tensor]:
+        """From the encoding at each start, roll the latent dynamics with the real actions;
+        predicted against real rewards and latents (the encodings of the real observations)."""
+        ep = {k: v.to(self.device) for k, v in episode.items()}
+        z_all = self.wm.encode(ep["obs"].float())
+        z = z_all[starts]
+        out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": []}
+        for k in range(1, horizon + 1):
+            action = ep["action"][starts + k].float()
+            out["reward_pred"].append(self.wm.reward(z, action))
+            z = self.wm.next(z, action)
+            out["latent_mse"].append((z - z_all[starts + k]).pow(2).mean(-1))
+        result = {k: torch.stack(v, 1) for k, v in out.items()}
+        steps = starts[:, None] + torch.arange(1, horizon + 1, device=starts.device)
+        result["reward_true"] = ep["reward"][steps].float()
+        return result
 
     # -- checkpoints -------------------------------------------------------------------------
 

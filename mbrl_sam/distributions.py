@@ -46,7 +46,15 @@ class TwoHot(nn.Module):
 
     def mean(self, logits: Tensor) -> Tensor:
         """Expected value under softmax(logits), in raw space."""
-        return logits.softmax(-1) @ self.bins
+        probs = logits.softmax(-1)
+        if self.num_bins % 2 == 0:
+            return probs @ self.bins
+        # The bins reach +-symexp(high) (5e8 for 20): summed naively in float32, a flat
+        # distribution's mean comes out as rounding noise of order 1. Pairing each positive
+        # bin with its mirror image cancels the large terms before they are added.
+        m = self.num_bins // 2
+        upper, lower = probs[..., m + 1 :], probs[..., :m].flip(-1)
+        return (upper - lower) @ self.bins[m + 1 :] + probs[..., m] * self.bins[m]
 
     def decode(self, weights: Tensor) -> Tensor:
         """Value represented by bin weights (inverse of encode within range)."""

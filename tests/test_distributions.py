@@ -83,3 +83,12 @@ def test_two_hot_loss_equals_dense_cross_entropy():
     dense2 = -(twohot.encode(y2) * logp).sum(-1)
     torch.testing.assert_close(twohot.loss(logits, y1), dense1)
     torch.testing.assert_close(twohot.loss(logits, y1, y2, 0.3), dense1 + 0.3 * dense2)
+
+
+def test_twohot_mean_of_a_flat_distribution_is_zero_despite_huge_bins():
+    # Naive float32 summation over bins reaching +-5e8 leaves rounding noise of order 1.
+    twohot = TwoHot(255)
+    assert twohot.mean(torch.zeros(4, 255)).abs().max() < 1e-3
+    logits = torch.randn(64, 255, generator=torch.Generator().manual_seed(0))
+    exact = logits.double().softmax(-1) @ twohot.bins.double()
+    torch.testing.assert_close(twohot.mean(logits).double(), exact, rtol=1e-5, atol=1e-3)

@@ -1,0 +1,83 @@
+"""Model error on held-out real trajectories (never stored in replay): k-step open-loop
+prediction error of rewards, latents and observations, and the performance gap between the
+return the model predicts for an episode's actions and the return the real environment gave."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.base import Env
+
+
+def record_episode(agent: Any, env: Env, seed: int) -> dict[str, Tensor]:
+    """One greedy episode in replay layout: action[t] led into obs[t], reward[t] came with it."""
+    obs = env.reset(seed=seed)
+    spec = env.spec
+    steps = {"obs": [obs], "action": [np.zeros(spec.action_dim, np.float32)], "reward": [0.0]}
+    steps["is_first"], steps["is_terminal"] = [True], [False]
+    state, is_first, done = None, True, False
+    while not done:
+        action, state = agent.act(obs, state, is_first, explore=False)
+        obs, reward, terminated, truncated = env.step(action)
+        for key, value in (("obs", obs), ("action", action), ("reward", reward)):
+            steps[key].append(value)
+        steps["is_first"].append(False)
+        steps["is_terminal"].append(terminated)
+        is_first, done = False, terminated or truncated
+    return {k: torch.as_tensor(np.asarray(v)) for k, v in steps.items()}
+
+
+def open_loop_errors(
+    agent: Any, episodes: list[dict[str, Tensor]], horizon: int, stride: int = 1
+) -> dict[str, list[float]]:
+    """Mean error at each of k = 1..horizon steps after the start, over all starts."""
+    sums: dict[str, np.ndarray] = {}
+    count = 0
+    for ep in episodes:
+        length = ep["reward"].shape[0]
+        starts = torch.arange(0, length - horizon, stride)
+        if len(starts) == 0:
+            continue
+        out = agent.open_loop(ep, starts, horizon)
+        errors = {"reward_abs": (out["reward_pred"] - out["reward_true"]).abs()}
+        errors.update({k: v for k, v in out.items() if k.endswith("_mse")})
+        for key, value in errors.items():
+            sums[key] = sums.get(key, 0) + value.sum(0).cpu().double().numpy()
+        count += len(starts)
+    if count == 0:
+        raise ValueError(f"no episode is longer than horizon={horizon}")
+    return {key: (value / count).tolist() for key, value in sums.items()}
+
+
+def performance_gap(agent: Any, episodes: list[dict[str, Tensor]]) -> dict[str, Any]:
+    """Return predicted open loop from each episode's first state for its real actions, against
+    the real return (undiscounted, over the whole episode)."""
+    predicted, real = [], []
+    for ep in episodes:
+        horizon = ep["reward"].shape[0] - 1
+        out = agent.open_loop(ep, torch.zeros(1, dtype=torch.long), horizon)
+        predicted.append(float(out["reward_pred"].sum()))
+        real.append(float(out["reward_true"].sum()))
+    diff = np.asarray(predicted) - np.asarray(real)
+    return {
+        "predicted_returns": predicted,
+        "real_returns": real,
+        "gap": float(diff.mean()),
+        "abs_gap": float(np.abs(diff).mean()),
+    }
+
+
+def measure_model_error(
+    agent: Any, env: Env, episodes: int, seed: int, horizon: int, stride: int = 4
+) -> dict[str, Any]:
+    """Record fresh greedy episodes, then their k-step errors and the performance gap."""
+    recorded = [record_episode(agent, env, seed + i) for i in range(episodes)]
+    return {
+        "horizon": horizon,
+        "open_loop": open_loop_errors(agent, recorded, horizon, stride),
+        "performance_gap": performance_gap(agent, recorded),
+    }

@@ -1,0 +1,82 @@
+"""Value-estimation gap: the agent's own value of real states against the discounted return it
+then actually obtained from them in the real environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from envs.base import Env
+
+
+def discounted_returns(rewards: np.ndarray, discount: float, tail: float = 0.0) -> np.ndarray:
+    """G_t = r_t + discount * G_{t+1}, with G_T = tail; r_t is the reward after acting at t."""
+    out = np.zeros(len(rewards), dtype=np.float64)
+    running = float(tail)
+    for t in range(len(rewards) - 1, -1, -1):
+        running = float(rewards[t]) + discount * running
+        out[t] = running
+    return out
+
+
+def gap_statistics(values: np.ndarray, returns: np.ndarray) -> dict[str, float]:
+    """Bias (mean of value - return), mean absolute gap and RMSE."""
+    diff = np.asarray(values, dtype=np.float64) - np.asarray(returns, dtype=np.float64)
+    return {
+        "bias": float(diff.mean()),
+        "abs_gap": float(np.abs(diff).mean()),
+        "rmse": float(np.sqrt((diff**2).mean())),
+    }
+
+
+def play_and_value(agent: Any, env: Env, seed: int) -> dict[str, Any]:
+    """One greedy episode: per step the agent's value of the state it acted in, the reward,
+    and at the end whether it terminated and the agent's value of the final state."""
+    obs = env.reset(seed=seed)
+    state, is_first, done = None, True, False
+    values, rewards, terminated = [], [], False
+    while not done:
+        action, state = agent.act(obs, state, is_first, explore=False)
+        values.append(agent.state_value(obs, state))
+        obs, reward, terminated, truncated = env.step(action)
+        rewards.append(float(reward))
+        is_first, done = False, terminated or truncated
+    # The final state's value: filtering it in needs one more act() (its action is unused).
+    _, state = agent.act(obs, state, False, explore=False)
+    final_value = 0.0 if terminated else agent.state_value(obs, state)
+    return {"values": values, "rewards": rewards, "terminated": terminated, "final": final_value}
+
+
+def value_gap(
+    episodes: list[dict[str, Any]], discount: float, tail: str = "bootstrap"
+) -> dict[str, Any]:
+    """Gap statistics per episode and over all states.
+
+    Episodes cut by a time limit have no real return beyond the cut: `tail="bootstrap"`
+    closes them with the agent's value of the final state (discounted), `"zero"` with 0
+    (which makes late values look too high).
+    """
+    if tail not in ("bootstrap", "zero"):
+        raise ValueError(f"tail={tail!r}; choose bootstrap or zero")
+    per_episode, all_values, all_returns = [], [], []
+    for ep in episodes:
+        end = ep["final"] if tail == "bootstrap" and not ep["terminated"] else 0.0
+        returns = discounted_returns(np.asarray(ep["rewards"]), discount, end)
+        per_episode.append(gap_statistics(np.asarray(ep["values"]), returns))
+        all_values.extend(ep["values"])
+        all_returns.extend(returns)
+    overall = gap_statistics(np.asarray(all_values), np.asarray(all_returns))
+    overall["mean_value"] = float(np.mean(all_values))
+    overall["mean_return"] = float(np.mean(all_returns))
+    return {"overall": overall, "episodes": per_episode, "tail": tail, "discount": discount}
+
+
+def measure_value_gap(
+    agent: Any, env: Env, episodes: int, seed: int, tail: str = "bootstrap"
+) -> dict[str, Any]:
+    """Play `episodes` greedy episodes and report the agent's value-estimation gap on them."""
+    played = [play_and_value(agent, env, seed + i) for i in range(episodes)]
+    result = value_gap(played, agent.discount, tail)
+    result["real_returns"] = [float(np.sum(ep["rewards"])) for ep in played]
+    return result
