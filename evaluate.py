@@ -37,25 +37,12 @@ def evaluate(args: dict) -> dict:
     """Load the run's config and checkpoint, play the episodes, write and return the result."""
     import torch
 
-    from agents import make_agent
-    from envs import make_env
-    from mbrl_sam.checkpoint import load_checkpoint
-    from mbrl_sam.config import CHECKPOINT
     from mbrl_sam.evaluation.episodes import run_episodes
+    from mbrl_sam.evaluation.saved_run import load_saved_run
     from mbrl_sam.evaluation.suites import suite_of
-    from mbrl_sam.runtime import resolve_device, seed_everything
 
     run_dir = Path(args["run_dir"])
-    for needed in ("config.yaml", CHECKPOINT):
-        if not (run_dir / needed).exists():
-            raise ConfigError(f"run_dir={str(run_dir)!r} has no {needed}; is it a training run?")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    device = resolve_device(args["device"] or cfg.device)
-    seed_everything(args["seed"])
-    env = make_env(cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=args["seed"])
-    agent = make_agent(cfg, env.spec, device)
-    state = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
-    agent.load_state_dict(state["agent"])
+    cfg, agent, env, state = load_saved_run(run_dir, args["device"], args["seed"])
     env_steps = state["counters"]["agent_steps"] * env.spec.action_repeat
     seed = 2 * 10**6 + args["seed"] * 1000  # apart from the seeds training evaluations use
     with torch.no_grad():

@@ -79,8 +79,13 @@ class SequenceReplay:
         """Number of steps ever added, including overwritten ones."""
         return self._total
 
-    def sample(self, batch_size: int, length: int) -> dict[str, torch.Tensor]:
-        """B windows of T consecutive stored steps, as CPU tensors shaped (B, T, ...)."""
+    def sample(
+        self, batch_size: int, length: int, rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """B windows of T consecutive stored steps, as CPU tensors shaped (B, T, ...).
+
+        `rng` draws the windows instead of the buffer's own generator (which then stays put).
+        """
         if batch_size <= 0 or length <= 0:
             raise ValueError(f"batch_size and length must be > 0, got {batch_size}, {length}")
         if self._size < length:
@@ -91,7 +96,7 @@ class SequenceReplay:
         # Windows are drawn in chronological offsets from the oldest step, so none can join
         # the newest step to the overwritten-oldest one across the write head.
         oldest = (self._pos - self._size) % self.capacity
-        starts = self._rng.integers(0, self._size - length + 1, size=batch_size)
+        starts = (rng or self._rng).integers(0, self._size - length + 1, size=batch_size)
         idx = (oldest + starts[:, None] + np.arange(length)[None, :]) % self.capacity
         # Fancy indexing returns fresh arrays, so the tensors never alias the live buffer.
         return {key: torch.from_numpy(self._data[key][idx]) for key in _KEYS}

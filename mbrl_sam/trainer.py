@@ -18,6 +18,7 @@ from mbrl_sam.checkpoint import load_checkpoint, rng_state, save_checkpoint, set
 from mbrl_sam.config import CHECKPOINT, check_resume_matches
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.episodes import run_episodes
+from mbrl_sam.evaluation.flatness import MeasureConfig, measure_all
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
 
@@ -73,6 +74,8 @@ class Trainer:
         self.replay, self.logger, self.run_dir = replay, logger, Path(run_dir)
         self.repeat = env.spec.action_repeat
         self.counters = {"agent_steps": 0, "updates": 0, "episodes": 0, "last_eval": -1}
+        self.counters["last_measure"] = 0
+        self.probe_batch: dict[str, torch.Tensor] | None = None
         self.rng = np.random.default_rng(cfg.seed)
         self.last_return = float("nan")
         self.last_eval_return = float("nan")
@@ -103,6 +106,7 @@ class Trainer:
             "loop_rng": self.rng.bit_generator.state,
             "task": self.cfg.task,
             "agent_name": self.cfg.agent.name,
+            "probe_batch": self.probe_batch,
         }
 
     def save(self) -> None:
@@ -116,6 +120,7 @@ class Trainer:
         self.counters.update(state["counters"])
         set_rng_state(state["rng"])
         self.rng.bit_generator.state = state["loop_rng"]
+        self.probe_batch = state.get("probe_batch")
 
     def try_resume(self) -> bool:
         """Load run_dir's checkpoint if there is one; True when resumed."""
@@ -162,6 +167,8 @@ class Trainer:
                     last_log = self.env_steps
                 if self._eval_due():
                     self.evaluate()
+                if self._measure_due():
+                    self.measure()
                 if time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes:
                     self.save()
                     last_save = time.monotonic()
@@ -236,6 +243,24 @@ class Trainer:
         metrics.update(fps=fps, updates=self.counters["updates"], replay_size=len(self.replay))
         self.logger.log(self.env_steps, metrics, "train")
         window.clear()
+
+    def _measure_due(self) -> bool:
+        every, done = self.cfg.measure.every, self.counters["updates"]
+        return every > 0 and done // every > self.counters["last_measure"] // every
+
+    def measure(self) -> dict:
+        """Flatness measurements on a fixed probe batch and fresh eval-env episodes; logged."""
+        mcfg = MeasureConfig(**self.cfg.measure)
+        if self.probe_batch is None:
+            # Drawn once with its own generator, so it is the same batch for the whole run.
+            a = self.cfg.agent
+            rng = np.random.default_rng(mcfg.seed)
+            self.probe_batch = self.replay.sample(a.batch_size, a.batch_length, rng)
+        result = measure_all(self.agent, self.probe_batch, self.eval_env, mcfg, 3 * 10**6)
+        self.logger.log(self.env_steps, result["flat"], "measure")
+        self.logger.record("measure.jsonl", {"step": self.env_steps, **result})
+        self.counters["last_measure"] = self.counters["updates"]
+        return result
 
     def evaluate(self) -> dict[str, float]:
         """Run cfg.eval_episodes greedy episodes on the eval env and log their returns."""

@@ -1,0 +1,78 @@
+"""Flatness measurements during a real run and on its checkpoint (measure.py)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from mbrl_sam.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+MEASURE = ["measure.lanczos_steps=4", "measure.trace_samples=2", "measure.horizon=3"]
+
+
+def test_measurements_during_training_and_on_the_checkpoint(tmp_path):
+    cfg = load_config(
+        [
+            "task=gym/Pendulum-v1",
+            "agent=tdmpc",
+            "size=tiny",
+            "agent.batch_size=16",
+            "train_ratio=32",
+            "steps=400",
+            "prefill=200",
+            "eval_every=0",
+            "progress=false",
+            "measure.every=50",
+            *MEASURE,
+            f"run_dir={tmp_path}",
+        ]
+    )
+    train.run(cfg, tmp_path)
+    records = [json.loads(x) for x in (tmp_path / "measure.jsonl").read_text().splitlines()]
+    assert len(records) >= 2
+    flat = records[-1]["flat"]
+    for key in (
+        "sharpness/top_eigenvalue",
+        "sharpness/trace",
+        "sharpness/sam_sharpness",
+        "sharpness/preconditioned_sharpness",
+        "value_gap/rmse",
+        "model_error/latent_mse_3",
+        "performance_gap/gap",
+    ):
+        assert key in flat and np.isfinite(flat[key]), key
+    # Lanczos steps for the plain and the preconditioned eigenvalue, plus the trace probes.
+    assert flat["sharpness/hvps"] == 4 + 4 + 2
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert "measure/sharpness/top_eigenvalue" in acc.Tags()["scalars"]
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "measure.py"), f"run_dir={tmp_path}", "lanczos_steps=4"]
+        + ["trace_samples=2", "horizon=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(next((tmp_path / "measure").glob("step_*.json")).read_text())
+    assert result["task"] == "gym/Pendulum-v1" and result["env_steps"] == 400
+    # The checkpoint kept the run's probe batch, so the sharpness is measured on the same data.
+    assert np.isfinite(result["flat"]["sharpness/top_eigenvalue"])
+
+
+def test_measure_rejects_unknown_options():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "measure.py"), "run_dir=x", "lanczos=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "lanczos" in proc.stderr and "Traceback" not in proc.stderr
