@@ -13,6 +13,18 @@ from omegaconf import OmegaConf
 from mbrl_sam.evaluation.aggregate import AGGREGATES, improvement_interval, interval
 from mbrl_sam.evaluation.suites import suite_of
 
+# Flatness scalars shown in the report when runs measured them (measure.every or measure.py).
+MEASURE_COLUMNS = (
+    "sharpness/top_eigenvalue",
+    "sharpness/trace",
+    "sharpness/sam_sharpness",
+    "sharpness/adam_ratio",
+    "value_gap/abs_gap",
+    "value_gap/bias",
+    "model_error/reward_abs_1",
+    "performance_gap/abs_gap",
+)
+
 
 @dataclass
 class Run:
@@ -24,6 +36,7 @@ class Run:
     seed: int
     curve: list[tuple[int, float]]  # (env steps, mean eval return)
     final_returns: list[float]  # per-episode returns of the last evaluation
+    measures: dict[str, float]  # the last flatness measurement's scalars (may be empty)
 
     @property
     def score(self) -> float:
@@ -58,7 +71,20 @@ def load_run(path: Path) -> Run | None:
     if not curve:
         return None
     method = f"{cfg.agent.name}-{cfg.objective.name}"
-    return Run(path, cfg.task, method, int(cfg.seed), curve, _final_returns(path, curve))
+    finals = _final_returns(path, curve)
+    return Run(path, cfg.task, method, int(cfg.seed), curve, finals, _final_measures(path))
+
+
+def _final_measures(path: Path) -> dict[str, float]:
+    """Scalars of the latest flatness measurement: measure/*.json, else measure.jsonl."""
+    files = sorted(path.glob("measure/step_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+    if files:
+        return json.loads(files[-1].read_text())["flat"]
+    if (path / "measure.jsonl").exists():
+        lines = (path / "measure.jsonl").read_text().splitlines()
+        if lines:
+            return json.loads(lines[-1])["flat"]
+    return {}
 
 
 def find_runs(roots: list[Path]) -> list[Run]:
@@ -113,9 +139,18 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
                 improvement[f"P({a} > {b})"] = improvement_interval(
                     matrices[a], matrices[b], reps=reps
                 )
+    measures: dict[str, dict[str, dict[str, float]]] = {}
+    for task in tasks:
+        for m in methods:
+            mine = [r.measures for r in runs if (r.task, r.method) == (task, m) and r.measures]
+            for key in MEASURE_COLUMNS:
+                values = [x[key] for x in mine if x.get(key) is not None]
+                if values:
+                    measures.setdefault(task, {}).setdefault(m, {})[key] = float(np.mean(values))
     return {
         "methods": methods,
         "tasks": tasks,
+        "measures": measures,
         "aggregate_tasks": common,
         "table": table,
         "aggregates": aggregates,
@@ -143,6 +178,14 @@ def markdown(report: dict, plots: list[str]) -> str:
         for m, aggs in report["aggregates"].items():
             cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in aggs.values()]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if report["measures"]:
+        lines += ["", "## Flatness at the last measurement (mean over seeds)", ""]
+        lines.append("| task | method | " + " | ".join(MEASURE_COLUMNS) + " |")
+        lines.append("|---|---|" + "---|" * len(MEASURE_COLUMNS))
+        for task, per_method in report["measures"].items():
+            for m, values in per_method.items():
+                cells = [f"{values[k]:.4g}" if k in values else "-" for k in MEASURE_COLUMNS]
+                lines.append(f"| {task} | {m} | " + " | ".join(cells) + " |")
     if report["improvement"]:
         lines += ["", "## Probability of improvement (95% CI)", ""]
         for name, (p, lo, hi) in report["improvement"].items():

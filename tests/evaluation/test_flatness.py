@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train
 from mbrl_sam.config import load_config
+from mbrl_sam.evaluation.report import write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURE = ["measure.lanczos_steps=4", "measure.trace_samples=2", "measure.horizon=3"]
@@ -65,6 +66,12 @@ def test_measurements_during_training_and_on_the_checkpoint(tmp_path):
     assert result["task"] == "gym/Pendulum-v1" and result["env_steps"] == 400
     # The checkpoint kept the run's probe batch, so the sharpness is measured on the same data.
     assert np.isfinite(result["flat"]["sharpness/top_eigenvalue"])
+
+    # The report gains the flatness columns (eval_every=0: the final evaluation only).
+    report = write_report([tmp_path], tmp_path / "report", reps=50)
+    row = report["measures"]["gym/Pendulum-v1"]["tdmpc-sam"]
+    assert row["sharpness/top_eigenvalue"] == result["flat"]["sharpness/top_eigenvalue"]
+    assert "Flatness at the last measurement" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_measure_rejects_unknown_options():
