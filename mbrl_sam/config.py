@@ -34,6 +34,8 @@ def validate_config(cfg: Any, run_dir: Path) -> None:
     check_int("replay_capacity", cfg.replay_capacity, cfg.agent.batch_length)
     check_positive("train_ratio", cfg.train_ratio)
     check_positive("checkpoint_minutes", cfg.checkpoint_minutes)
+    if cfg.time_limit_minutes is not None:
+        check_positive("time_limit_minutes", cfg.time_limit_minutes)
     if cfg.threads is not None:
         check_int("threads", cfg.threads, 1)
     checkpoint = Path(run_dir) / CHECKPOINT

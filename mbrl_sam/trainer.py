@@ -158,7 +158,12 @@ class Trainer:
         last_save, last_log = time.monotonic(), self.env_steps
         start_time, start_steps = time.monotonic(), self.env_steps
         try:
+            limit = self.cfg.time_limit_minutes
+            deadline = None if limit is None else start_time + 60 * float(limit)
             while self.counters["agent_steps"] < total_agent_steps:
+                if deadline is not None and time.monotonic() >= deadline:
+                    print(f"\nTime limit of {limit} minutes reached at {self.env_steps} env steps.")
+                    break
                 episode = self._collect(episode)
                 self._train(window)
                 if self.env_steps - last_log >= cfg.log_every:

@@ -257,3 +257,16 @@ def test_unreadable_checkpoint_fails_at_startup(tmp_path):
     proc = run_cli(f"run_dir={tmp_path}", "steps=10", "task=gym/CartPole-v1")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "checkpoint.pt" in proc.stderr
+
+
+def test_time_limit_stops_early_with_an_evaluation_and_a_checkpoint(tmp_path):
+    cfg = config(tmp_path, "task=gym/CartPole-v1", "steps=100000", "prefill=100")
+    cfg.time_limit_minutes = 0.1
+    start = time.monotonic()
+    result = train.run(cfg, tmp_path)
+    assert time.monotonic() - start < 120
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    steps = state["counters"]["agent_steps"]
+    assert 0 < steps < 100000 and np.isfinite(result["eval_return"])
+    last = [json.loads(x) for x in (tmp_path / "evals.jsonl").read_text().splitlines()][-1]
+    assert last["step"] == steps  # evaluated where it stopped

@@ -1,0 +1,107 @@
+"""The long learning runs quoted in the issues' closing notes, as named experiments.
+
+Usage: python benchmarks/learning_runs.py <experiment> [--parallel 4] [--root runs/learning]
+       python benchmarks/learning_runs.py --list
+
+Each run is `python train.py ...` with its own run_dir under <root>/<experiment>/, so rerunning
+the command resumes unfinished runs from their checkpoints; at the end report.py writes the
+tables and plots into <root>/<experiment>/report/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name -> (tasks, objectives, seeds, overrides shared by its runs)
+EXPERIMENTS: dict[str, tuple[list[str], list[str], list[int], list[str]]] = {
+    # Issue 2: Dreamer (size tiny) on DMC state, 100k env steps; train ratio cut to fit a CPU.
+    "dreamer_dmc100k": (
+        ["dmc/walker-walk", "dmc/cartpole-swingup"],
+        ["erm", "sam"],
+        [0],
+        ["agent=dreamer", "size=tiny", "steps=100000", "train_ratio=32", "eval_every=10000"],
+    ),
+    # Issue 3: the planning agent (TD-MPC2 1M) on the same tasks and budget.
+    "tdmpc_dmc100k": (
+        ["dmc/walker-walk", "dmc/cartpole-swingup"],
+        ["erm", "sam"],
+        [0],
+        ["agent=tdmpc", "size=1M", "steps=100000", "eval_every=10000"],
+    ),
+    # Issue 3: the 38-dimensional high-DoF path, one hour of CPU per objective.
+    "tdmpc_dogrun_1h": (
+        ["dmc/dog-run"],
+        ["erm", "sam"],
+        [0],
+        ["agent=tdmpc", "size=1M", "steps=1000000", "time_limit_minutes=60", "eval_every=5000"],
+    ),
+    # Issue 4: Dreamer on two Atari-100k games from pixels, for as long as the budget allows.
+    "dreamer_atari": (
+        ["atari/Pong", "atari/Boxing"],
+        ["erm", "sam"],
+        [0],
+        ["agent=dreamer", "size=tiny", "obs=pixels", "steps=400000", "eval_every=20000"],
+    ),
+}
+
+
+def commands(name: str, root: Path, extra: list[str]) -> list[tuple[Path, list[str]]]:
+    """(run_dir, command) for every task x objective x seed of an experiment."""
+    tasks, objectives, seeds, shared = EXPERIMENTS[name]
+    out = []
+    for task, objective, seed in itertools.product(tasks, objectives, seeds):
+        run_dir = root / name / f"{task.replace('/', '_')}_{objective}_{seed}"
+        args = [f"task={task}", f"objective={objective}", f"seed={seed}", *shared, *extra]
+        cmd = [sys.executable, str(ROOT / "train.py"), *args, f"run_dir={run_dir}"]
+        out.append((run_dir, cmd))
+    return out
+
+
+def main() -> None:
+    """Run an experiment's runs, `--parallel` at a time, then write its report."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("experiment", nargs="?", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--root", type=Path, default=ROOT / "runs" / "learning")
+    parser.add_argument("extra", nargs="*", help="more train.py overrides for every run")
+    args = parser.parse_args()
+    if args.list or not args.experiment:
+        for name, (tasks, objectives, seeds, shared) in EXPERIMENTS.items():
+            print(f"{name}: {tasks} x {objectives} x seeds {seeds}: {' '.join(shared)}")
+        return
+    threads = [f"threads={max(1, 2 // args.parallel)}"] if args.parallel > 1 else []
+    pending = commands(args.experiment, args.root, [*threads, *args.extra])
+    running: list[tuple[subprocess.Popen, object]] = []
+    start = time.monotonic()
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            run_dir, cmd = pending.pop(0)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log = open(run_dir / "train.log", "a")  # noqa: SIM115 - closed when the run ends
+            print(f"start {run_dir}", flush=True)
+            running.append((subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log), log))
+        time.sleep(5)
+        for proc, log in [r for r in running if r[0].poll() is not None]:
+            running.remove((proc, log))
+            log.close()
+            print(f"exit {proc.returncode}: {proc.args[-1]}", flush=True)
+    minutes = (time.monotonic() - start) / 60
+    print(f"all runs ended after {minutes:.1f} min; report:", flush=True)
+    out = args.root / args.experiment / "report"
+    subprocess.run(
+        [sys.executable, str(ROOT / "report.py"), str(args.root / args.experiment), f"out={out}"],
+        cwd=ROOT,
+        check=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
