@@ -52,15 +52,16 @@ def test_valid_tasks_pass_validation(task):
 
 
 def test_registry_and_task_lists():
-    assert SUITES == ("dmc", "gym")
+    assert {"dmc", "gym", "atari"} <= set(SUITES)
     from dm_control import suite
 
     dmc = list_tasks("dmc")
     assert len(dmc) == len(suite.ALL_TASKS)
     assert {"walker-walk", "ball_in_cup-catch", "point_mass-easy", "dog-run"} <= set(dmc)
     assert "CartPole-v1" in list_tasks("gym")
-    with pytest.raises(ConfigError, match="atari"):
-        list_tasks("atari")
+    assert len(list_tasks("atari")) == 26 and "Pong" in list_tasks("atari")
+    with pytest.raises(ConfigError, match="nosuch"):
+        list_tasks("nosuch")
 
 
 def test_default_action_repeats():
