@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mbrl_sam.errors import ConfigError
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
@@ -24,6 +29,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from mbrl_sam.trainer import Trainer
 
     validate_config(cfg, run_dir)
+    # Schedulers, `kill`, Docker and Ray stop a job with SIGTERM: treat it as Ctrl-C, so the
+    # trainer writes its checkpoint before exiting.
+    signal.signal(signal.SIGTERM, _interrupt)
     tune_allocator()
     device = resolve_device(cfg.device)
     if cfg.threads:

@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "learning")
     parser.add_argument("extra", nargs="*", help="more train.py overrides for every run")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may come before or after the flags
     if args.list or not args.experiment:
         for name, (tasks, objectives, seeds, shared) in EXPERIMENTS.items():
             print(f"{name}: {tasks} x {objectives} x seeds {seeds}: {' '.join(shared)}")

@@ -200,7 +200,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert final["counters"]["agent_steps"] == 1500
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_quietly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_quietly(tmp_path, sig):
     args = [*FAST, "task=gym/CartPole-v1", "steps=100000", "prefill=100", f"run_dir={tmp_path}"]
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args],
@@ -214,7 +215,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_quietly(tmp_path):
     while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size):
         time.sleep(0.2)
     time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Interrupted: checkpoint saved" in out and "Traceback" not in err

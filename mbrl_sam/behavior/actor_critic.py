@@ -106,28 +106,37 @@ class ActorCritic(nn.Module):
         """The critic's value estimate at `feat`."""
         return self.twohot.mean(self.critic(feat))
 
-    def imagine(self, wm: DreamerWorldModel, start: State) -> dict[str, Tensor]:
+    def imagine(self, wm: DreamerWorldModel, start: State, backprop: bool = True) -> dict:
         """Roll the policy out in the model for `horizon` steps from every start state.
 
-        Differentiable in the actions when grad is enabled (for dynamics backpropagation).
+        backprop: actions are reparameterised samples, so the trajectory is differentiable in
+        them (dynamics backpropagation, when grad is enabled); otherwise actions are plain
+        samples and the trajectory carries their log-probabilities (for REINFORCE).
         """
         state = {k: v.detach() for k, v in start.items()}
-        feats, actions, entropies = [wm.rssm.features(state)], [], []
+        feats, actions, entropies, log_probs = [wm.rssm.features(state)], [], [], []
         for _ in range(self.cfg.horizon):
             dist = self.actor(feats[-1].detach())
-            action = dist.rsample()
+            if backprop:
+                action = dist.rsample()
+            else:
+                action = dist.sample().detach()
+                log_probs.append(dist.log_prob(action))
             state = wm.rssm.img_step(state, action)
             feats.append(wm.rssm.features(state))
             actions.append(action)
             entropies.append(dist.entropy())
         feat = torch.stack(feats)
-        return {
+        traj = {
             "feat": feat,
             "action": torch.stack(actions),
             "entropy": torch.stack(entropies),
             "reward": wm.reward(feat[1:]),
             "cont": wm.cont(feat[1:]),
         }
+        if log_probs:
+            traj["log_prob"] = torch.stack(log_probs)
+        return traj
 
     def _targets(self, traj: dict[str, Tensor], value: Tensor, start_cont: Tensor) -> tuple:
         """Lambda-returns, per-step loss weights and the return scale, from one trajectory."""
@@ -145,6 +154,7 @@ class ActorCritic(nn.Module):
         dynamics = cfg.actor_grad == "dynamics" or (cfg.actor_grad == "auto" and not self.discrete)
 
         def actor_loss() -> tuple[Tensor, dict]:
+            critic_logits = None
             if dynamics:
                 # Gradients flow from the returns through the model into the actions; the
                 # model and critic weights are held fixed (their own optimizers train them).
@@ -154,14 +164,18 @@ class ActorCritic(nn.Module):
                 returns, weight, scale = self._targets(traj, value, start_cont)
                 objective = returns / scale
             else:
+                # The model runs without a graph; the actor's graph from the rollout gives the
+                # log-probabilities, and one critic forward serves both the targets and the
+                # critic's own loss, so neither network runs twice on the trajectory.
+                with _frozen(wm):
+                    traj = self.imagine(wm, start, backprop=False)
+                critic_logits = self.critic(traj["feat"][:-1])
                 with torch.no_grad():
-                    traj = self.imagine(wm, start)
-                    value = self.value(traj["feat"])
+                    last = self.critic(traj["feat"][-1:])
+                    value = self.twohot.mean(torch.cat([critic_logits.detach(), last]))
                 returns, weight, scale = self._targets(traj, value, start_cont)
-                dist = self.actor(traj["feat"][:-1])
-                traj["entropy"] = dist.entropy()
                 advantage = (returns - value[:-1]) / scale
-                objective = dist.log_prob(traj["action"].detach()) * advantage
+                objective = traj["log_prob"] * advantage
             entropy = traj["entropy"]
             loss = -(weight * (objective + cfg.entropy * entropy)).mean()
             aux = {
@@ -169,6 +183,7 @@ class ActorCritic(nn.Module):
                 "returns": returns.detach(),
                 "weight": weight,
                 "imag_reward": traj["reward"].mean().detach(),
+                "critic_logits": critic_logits,
             }
             metrics = {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach()}
             return loss, {"metrics": metrics, "traj": aux}
@@ -181,7 +196,11 @@ class ActorCritic(nn.Module):
 
         def critic_loss() -> tuple[Tensor, dict]:
             # Cross-entropy to the returns plus, as a regulariser, to the slow critic's mean.
-            logits = self.critic(feat[:-1])
+            # The critic's weights have not moved since the rollout (only the actor stepped),
+            # so logits kept from it are the current critic's.
+            logits = traj.pop("critic_logits")
+            if logits is None:
+                logits = self.critic(feat[:-1])
             loss = self.twohot.loss(logits, returns, slow_value, cfg.slow_reg)
             loss = (weight * loss).mean()
             return loss, {"critic_loss": loss.detach()}

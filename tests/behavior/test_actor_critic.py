@@ -68,6 +68,26 @@ def test_dynamics_gradient_reaches_actor_through_the_model():
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+def test_rollout_log_probs_equal_a_fresh_actor_pass(discrete):
+    """REINFORCE uses the rollout's own log-probs: same values and gradients as re-running the
+    actor on the imagined features."""
+    torch.manual_seed(0)
+    wm = DreamerWorldModel((5,), 3, DreamerModelConfig(**SMALL)).requires_grad_(False)
+    ac = ActorCritic(wm.rssm.feat_dim, 3, discrete, ActorCriticConfig(units=16, layers=1))
+    traj = ac.imagine(wm, wm.rssm.initial(6, torch.device("cpu")), backprop=False)
+    assert not traj["feat"].requires_grad and not traj["action"].requires_grad
+    dist = ac.actor(traj["feat"][:-1])
+    fresh = dist.log_prob(traj["action"])
+    torch.testing.assert_close(traj["log_prob"], fresh)
+    torch.testing.assert_close(traj["entropy"], dist.entropy())
+    params = list(ac.actor.parameters())
+    kept = torch.autograd.grad(traj["log_prob"].sum(), params)
+    again = torch.autograd.grad(fresh.sum(), params)
+    for a, b in zip(kept, again):
+        torch.testing.assert_close(a, b)
+
+
 def test_policy_log_prob_and_entropy():
     torch.manual_seed(0)
     pol = Policy(8, 2, False, 16, 1)
