@@ -46,3 +46,20 @@ def time_call(fn: Callable[[], object], device: torch.device) -> float:
     fn()
     sync(device)
     return time.perf_counter() - start
+
+
+def gflop(fn: Callable[[], object]) -> float:
+    """Matrix-multiply and convolution GFLOP that one call of fn() performs (forward and
+    backward), counted by torch's FlopCounterMode; elementwise work is not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(device: torch.device, n: int = 1024, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n float32 matrix product: what the machine gives right now."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = min(time_call(lambda: a @ b, device) for _ in range(repeats + 1))
+    return 2 * n**3 / best / 1e9

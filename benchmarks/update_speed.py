@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import torch
-from harness import filled_replay, sync, time_call
+from harness import filled_replay, gflop, matmul_gflops, sync, time_call
 
 from agents import make_agent
 from mbrl_sam.config import load_config
@@ -82,6 +82,10 @@ def main() -> None:
                     times[objective]["full"].append(full_s)
                     times[objective]["act"].append(act_s)
         med = {o: {k: statistics.median(v) * 1000 for k, v in t.items()} for o, t in times.items()}
+        # Work per update, to compare implementations by the GFLOP/s they reach rather than by
+        # wall time alone (this host's matmul speed itself varies from minute to minute).
+        batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
+        work = gflop(lambda: agents["erm"].update(batch, step + 1))  # noqa: B023
         groups = agents["erm"].wm.param_groups()
         n_params = sum(p.numel() for ps in groups.values() for p in ps)
         result = {
@@ -94,6 +98,9 @@ def main() -> None:
             "sam_full_update_ms": round(med["sam"]["full"], 1),
             "sam_over_erm_full": round(med["sam"]["full"] / med["erm"]["full"], 2),
             "act_ms": round(statistics.median(times["erm"]["act"] + times["sam"]["act"]) * 1000, 1),
+            "erm_full_update_gflop": round(work, 1),
+            "erm_full_update_gflops_per_s": round(work / med["erm"]["full"] * 1000, 1),
+            "matmul_1024_gflops_per_s": round(matmul_gflops(device), 1),
         }
         if plans:
             result["planner"] = cfg.planner.name
