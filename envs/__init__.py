@@ -13,7 +13,12 @@ from envs.base import OBS_MODES, Env, EnvSpec
 from mbrl_sam.errors import ConfigError, check_choice, check_int
 
 # Modules are imported on first use so `import envs` stays cheap (no dm_control, no MuJoCo).
-SUITE_MODULES = {"dmc": "envs.dmc", "gym": "envs.gymnasium_env", "atari": "envs.atari"}
+SUITE_MODULES = {
+    "dmc": "envs.dmc",
+    "gym": "envs.gymnasium_env",
+    "atari": "envs.atari",
+    "humanoidbench": "envs.humanoidbench",
+}
 SUITES = tuple(SUITE_MODULES)
 
 __all__ = ["SUITES", "Env", "EnvSpec", "list_tasks", "make_env", "validate_task"]
@@ -27,7 +32,8 @@ def _split(task: str) -> tuple[str, str]:
     if not isinstance(task, str) or "/" not in task:
         raise ConfigError(
             f"task={task!r} is not valid; write it as <suite>/<name> with suite one of "
-            f"{', '.join(SUITES)}, e.g. dmc/walker-walk, gym/CartPole-v1 or atari/Pong"
+            f"{', '.join(SUITES)}, e.g. dmc/walker-walk, gym/CartPole-v1, atari/Pong or "
+            "humanoidbench/h1hand-walk-v0"
         )
     suite, name = task.split("/", 1)
     if suite not in SUITE_MODULES:

@@ -46,11 +46,10 @@ def _check_registered(name: str) -> None:
             ) from err
     if env_id not in gym.registry:
         similar = difflib.get_close_matches(env_id, list(gym.registry), n=6, cutoff=0.6)
-        if similar:
-            hint = f"close matches: {', '.join(similar)}; "
-        else:
-            examples = [e for e in EXAMPLE_IDS if e in gym.registry]
-            hint = f"valid ids include {', '.join(examples)}; "
+        examples = [e for e in EXAMPLE_IDS if e in gym.registry]
+        # Examples always: plugin ids (e.g. HumanoidBench's 192) can crowd out the close matches.
+        hint = f"close matches: {', '.join(similar)}; " if similar else ""
+        hint += f"valid ids include {', '.join(examples)}; "
         raise ConfigError(
             f"task='gym/{name}' is not a registered Gymnasium id; {hint}{PLUGIN_HINT}; {LIST_HINT}"
         )

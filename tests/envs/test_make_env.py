@@ -52,7 +52,7 @@ def test_valid_tasks_pass_validation(task):
 
 
 def test_registry_and_task_lists():
-    assert {"dmc", "gym", "atari"} <= set(SUITES)
+    assert {"dmc", "gym", "atari", "humanoidbench"} <= set(SUITES)
     from dm_control import suite
 
     dmc = list_tasks("dmc")

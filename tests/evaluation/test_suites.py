@@ -8,7 +8,7 @@ from mbrl_sam.evaluation.suites import Suite, load_suite, suite_names, suite_of
 
 
 def test_the_required_suites_exist_and_their_tasks_are_valid():
-    assert {"dmc_easy", "dmc_hard", "atari100k"} <= set(suite_names())
+    assert {"dmc_easy", "dmc_hard", "atari100k", "humanoidbench"} <= set(suite_names())
     for name in ("dmc_easy", "dmc_hard"):
         suite = load_suite(name)
         for task in suite.tasks:
