@@ -29,9 +29,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from mbrl_sam.trainer import Trainer
 
     validate_config(cfg, run_dir)
-    # Schedulers, `kill`, Docker and Ray stop a job with SIGTERM: treat it as Ctrl-C, so the
-    # trainer writes its checkpoint before exiting.
-    signal.signal(signal.SIGTERM, _interrupt)
     tune_allocator()
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -75,6 +72,10 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(cfg.run_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         run_dir = Path(hydra_cfg.runtime.output_dir)
+    # Schedulers, `kill`, Docker and Ray stop a job with SIGTERM: treat it as Ctrl-C, so the
+    # trainer writes its checkpoint before exiting. Set here, not in run(), which callers (and
+    # tests) may use in a process whose signals are not ours to take.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         run(cfg, run_dir)
     except ConfigError as err:
