@@ -139,6 +139,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--dreamerv3", default=os.environ.get("DREAMERV3_PATH", "/opt/dreamerv3"))
+    parser.add_argument(
+        "--sides",
+        nargs="+",
+        default=["jax", "ours"],
+        choices=["jax", "ours"],
+        help="time one side only, e.g. to run each in its own process: two thread pools in "
+        "one process (XLA's and torch's OpenMP) slow each other down",
+    )
     parser.add_argument("overrides", nargs="*", help="our config overrides")
     args = parser.parse_args()
     xla_flags = os.environ.get("XLA_FLAGS", "")  # the official setup() rewrites it later
@@ -161,6 +169,7 @@ def main() -> None:
         "jax_devices": [str(d) for d in jax.devices()],
         "cpu": platform.processor() or platform.machine(),
         "ours_overrides": ours_cfg,
+        "sides": sorted(set(args.sides)),
         "results": {},
     }
     for size in args.sizes:
@@ -174,7 +183,8 @@ def main() -> None:
         context = official.config.replay_context
         assert (batch_size, length) == (cfg.agent.batch_size, cfg.agent.batch_length)
         start = time.perf_counter()
-        official._compile_train()  # what its constructor does with precompile=True
+        if "jax" in args.sides:
+            official._compile_train()  # what its constructor does with precompile=True
         compile_s = time.perf_counter() - start
         carry = official.init_train(batch_size)
         times: dict[str, list[float]] = {"jax": [], "ours": []}
@@ -185,16 +195,20 @@ def main() -> None:
             data["seed"] = official._seeds(i, official.train_mirrored)
             jax.block_until_ready((data, carry, official.params))
             start = time.perf_counter()
-            carry, _, _ = official.train(carry, data)
-            jax.block_until_ready((carry, official.params))
+            if "jax" in args.sides:
+                carry, _, _ = official.train(carry, data)
+                jax.block_until_ready((carry, official.params))
             jax_s = time.perf_counter() - start
             ours_batch = {k: v.to(device) for k, v in replay.sample(batch_size, length).items()}
             sync(device)
-            ours_s = time_call(lambda: ours.update(ours_batch, i + 1), device)  # noqa: B023
+            ours_s = 0.0
+            if "ours" in args.sides:
+                ours_s = time_call(lambda: ours.update(ours_batch, i + 1), device)  # noqa: B023
             if i >= args.warmup:
                 times["jax"].append(jax_s)
                 times["ours"].append(ours_s)
         med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+        both = len(set(args.sides)) == 2
         trained = (ours.wm, ours.ac.actor, ours.ac.critic)
         n_ours = sum(p.numel() for m in trained for p in m.parameters())
         modules = ("enc", "dyn", "dec", "rew", "con", "pol", "val")  # its optimizer's modules
@@ -206,7 +220,7 @@ def main() -> None:
             "jax_compile_s": round(compile_s, 1),
             "jax_ms": round(med["jax"], 1),
             "ours_ms": round(med["ours"], 1),
-            "ours_over_jax": round(med["ours"] / med["jax"], 2),
+            "ours_over_jax": round(med["ours"] / med["jax"], 2) if both else None,
             "jax_ms_all": [round(t * 1000, 1) for t in times["jax"]],
             "ours_ms_all": [round(t * 1000, 1) for t in times["ours"]],
             "jax_trained_params": int(n_jax),
