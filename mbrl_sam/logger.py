@@ -1,4 +1,4 @@
-"""Scalar metrics written both to TensorBoard and to an append-only `metrics.jsonl`."""
+"""Scalar metrics written both to TensorBoard and to `metrics.jsonl`, rewound on resume."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def _to_scalar(name: str, value: object) -> float | int:
     if isinstance(value, int | float):
         return value
     raise TypeError(f"metric {name!r} has type {type(value).__name__}; expected a number")
+
+
+def _step_of(line: str) -> float:
+    """The record's step; a torn last line (a crash mid-write) counts as after everything."""
+    try:
+        return json.loads(line).get("step", -math.inf)
+    except json.JSONDecodeError:
+        return math.inf
 
 
 class Logger:
@@ -71,6 +79,23 @@ class Logger:
         """Append one free-form JSON record (lists allowed) to `run_dir/filename`."""
         with open(self.run_dir / filename, "a", encoding="utf-8") as f:
             f.write(json.dumps(data) + "\n")
+
+    def rewind(self, step: int) -> None:
+        """Forget everything logged after `step`: a run resumed from a checkpoint at `step`
+        redoes that stretch, and its curves must not hold the lost attempt twice."""
+        self._jsonl.close()
+        for path in sorted(self.run_dir.glob("*.jsonl")):
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [line for line in lines if _step_of(line) <= step]
+            if len(kept) < len(lines):
+                tmp = path.with_suffix(".jsonl.tmp")
+                tmp.write_text("".join(kept), encoding="utf-8")
+                os.replace(tmp, path)
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        if self._writer is not None:
+            # purge_step makes TensorBoard drop the old files' events from that step on.
+            self._writer.close()
+            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=step + 1)
 
     def flush(self) -> None:
         """Push pending TensorBoard events and JSON lines to disk."""

@@ -136,6 +136,7 @@ class Trainer:
                 f"{path} does not fit this config (was it written with another size, obs or "
                 f"agent?): {str(err).splitlines()[0]}"
             ) from None
+        self.logger.rewind(self.env_steps)
         return True
 
     # -- the loop ----------------------------------------------------------------------------

@@ -72,3 +72,31 @@ def test_rejects_non_scalar_and_reserved_names(tmp_path):
             logger.log(0, {"step": 1.0})
         with pytest.raises(TypeError, match="expected a number"):
             logger.log(0, {"s": "text"})
+
+
+def test_rewind_forgets_what_was_logged_after_the_checkpoint(tmp_path):
+    logger = Logger(tmp_path)
+    for step in range(10):
+        logger.log(step, {"loss": float(step)}, prefix="train")
+    logger.record("evals.jsonl", {"step": 3, "returns": [1.0]})
+    logger.record("evals.jsonl", {"step": 8, "returns": [2.0]})
+    logger.close()
+    with open(tmp_path / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 10, "train/lo')  # torn by a crash mid-write
+
+    # A run resumed from a checkpoint at step 5 redoes steps 6 and 7 with new values.
+    logger = Logger(tmp_path)
+    logger.rewind(5)
+    for step in (6, 7):
+        logger.log(step, {"loss": 100.0 + step}, prefix="train")
+    logger.close()
+    rows = _lines(tmp_path)
+    assert [r["step"] for r in rows] == list(range(8))
+    assert [r["train/loss"] for r in rows] == [0, 1, 2, 3, 4, 5, 106, 107]
+    evals = (tmp_path / "evals.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in evals] == [3]
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    scalars = events.Scalars("train/loss")
+    assert [s.step for s in scalars] == list(range(8))
+    assert [s.value for s in scalars] == [0, 1, 2, 3, 4, 5, 106, 107]

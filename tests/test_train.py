@@ -198,6 +198,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert "Resuming" in proc.stdout
     final = torch.load(checkpoint, weights_only=False)
     assert final["counters"]["agent_steps"] == 1500
+    # The stretch redone after the resume appears once in the logs, not twice.
+    steps: dict[str, list[int]] = {}
+    for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        for key in record.keys() - {"step", "time"}:
+            steps.setdefault(key, []).append(record["step"])
+    assert steps and all(s == sorted(set(s)) for s in steps.values()), steps
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

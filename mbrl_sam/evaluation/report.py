@@ -63,11 +63,14 @@ def _final_returns(path: Path, curve: list[tuple[int, float]]) -> list[float]:
 def load_run(path: Path) -> Run | None:
     """A Run from a run directory, or None if it has no evaluation yet."""
     cfg = OmegaConf.load(path / "config.yaml")
-    curve = []
+    by_step: dict[int, float] = {}
     for line in (path / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
         if record.get("eval/return") is not None:
-            curve.append((int(record["step"]), float(record["eval/return"])))
+            # The latest record for a step wins: logs from before resumes were rewound
+            # (Logger.rewind) may hold a stretch twice.
+            by_step[int(record["step"])] = float(record["eval/return"])
+    curve = sorted(by_step.items())
     if not curve:
         return None
     method = f"{cfg.agent.name}-{cfg.objective.name}"
