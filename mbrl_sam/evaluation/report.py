@@ -216,7 +216,8 @@ def plot_curves(runs: list[Run], path: Path) -> None:
         for method, curves in sorted(groups.items()):
             steps = sorted(set.intersection(*[set(c) for c in curves]))
             values = np.array([[c[s] for s in steps] for c in curves])
-            ax.plot(steps, values.mean(0), label=f"{method} ({len(curves)} seeds)")
+            seeds = f"{len(curves)} seed" + ("s" if len(curves) > 1 else "")
+            ax.plot(steps, values.mean(0), label=f"{method} ({seeds})")
             ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
         ax.set_title(task)
         ax.set_xlabel("env steps")
