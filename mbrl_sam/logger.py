@@ -46,10 +46,14 @@ class Logger:
     def __init__(self, run_dir: str | os.PathLike, use_tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl, self._writer = self._open(use_tensorboard)
+
+    def _open(self, tensorboard: bool, purge_step: int | None = None) -> tuple:
+        """The jsonl file and TensorBoard writer; purge_step drops older events from there on."""
         # Append so a resumed run keeps its history; line buffering hands each record to the OS.
-        jsonl_path = self.run_dir / "metrics.jsonl"
-        self._jsonl = open(jsonl_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-        self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb")) if use_tensorboard else None
+        jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        tb = str(self.run_dir / "tb")
+        return jsonl, SummaryWriter(log_dir=tb, purge_step=purge_step) if tensorboard else None
 
     def log(
         self,
@@ -91,11 +95,10 @@ class Logger:
                 tmp = path.with_suffix(".jsonl.tmp")
                 tmp.write_text("".join(kept), encoding="utf-8")
                 os.replace(tmp, path)
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-        if self._writer is not None:
-            # purge_step makes TensorBoard drop the old files' events from that step on.
+        tensorboard = self._writer is not None
+        if tensorboard:
             self._writer.close()
-            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=step + 1)
+        self._jsonl, self._writer = self._open(tensorboard, purge_step=step + 1)
 
     def flush(self) -> None:
         """Push pending TensorBoard events and JSON lines to disk."""

@@ -67,7 +67,7 @@ def load_run(path: Path) -> Run | None:
     for line in (path / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
         if record.get("eval/return") is not None:
-            # The latest record for a step wins: logs from before resumes were rewound
+            # The latest record for a step wins: logs written before resumes rewound them
             # (Logger.rewind) may hold a stretch twice.
             by_step[int(record["step"])] = float(record["eval/return"])
     curve = sorted(by_step.items())
