@@ -14,9 +14,11 @@ from mbrl_sam.replay import SequenceReplay
 from mbrl_sam.trainer import random_action
 
 
-def filled_replay(task: str, steps: int, seed: int = 0) -> tuple[SequenceReplay, EnvSpec]:
+def filled_replay(
+    task: str, steps: int, seed: int = 0, obs: str = "state"
+) -> tuple[SequenceReplay, EnvSpec]:
     """A replay filled with `steps` random-action steps of the real environment."""
-    env = make_env(task, seed=seed)
+    env = make_env(task, obs=obs, seed=seed)
     spec = env.spec
     replay = SequenceReplay(steps + 1, spec.obs_shape, spec.obs_dtype, spec.action_dim, seed)
     rng = np.random.default_rng(seed)

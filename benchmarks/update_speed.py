@@ -13,7 +13,6 @@ import platform
 import statistics
 import time
 
-import numpy as np
 import torch
 from harness import filled_replay, gflop, matmul_gflops, sync, time_call
 
@@ -30,6 +29,7 @@ def main() -> None:
     parser.add_argument("--agent", default="dreamer", choices=sorted(DEFAULT_SIZES))
     parser.add_argument("--sizes", nargs="+", default=None)
     parser.add_argument("--task", default="dmc/walker-walk")
+    parser.add_argument("--obs", default="state", choices=["state", "pixels"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="auto")
@@ -42,11 +42,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    replay, spec = filled_replay(args.task, 3000)
-    obs_rng = np.random.default_rng(0)
+    replay, spec = filled_replay(args.task, 3000, obs=args.obs)
     report = {
         "agent": args.agent,
         "task": args.task,
+        "obs": args.obs,
         "device": str(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -58,7 +58,8 @@ def main() -> None:
         agents, times = {}, {}
         for objective in ("erm", "sam"):
             overrides = [f"agent={args.agent}", f"size={size}", f"objective={objective}"]
-            cfg = load_config([*overrides, f"task={args.task}", *args.overrides])
+            task = [f"task={args.task}", f"obs={args.obs}"]
+            cfg = load_config([*overrides, *task, *args.overrides])
             torch.manual_seed(0)
             agents[objective] = make_agent(cfg, spec, device)
             times[objective] = {"model": [], "full": [], "act": []}
@@ -68,7 +69,7 @@ def main() -> None:
         for i in range(args.warmup + args.repeats):
             for objective, agent in agents.items():
                 batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
-                obs = obs_rng.standard_normal(spec.obs_shape).astype(np.float32)
+                obs = replay.sample(1, 1)["obs"][0, 0].numpy()  # a real observation
                 step = i + 1
                 model_s = time_call(lambda: agent.model_step(batch, step), device)  # noqa: B023
                 full_s = time_call(lambda: agent.update(batch, step), device)  # noqa: B023

@@ -165,14 +165,15 @@ class Trainer:
                 if deadline is not None and time.monotonic() >= deadline:
                     print(f"\nTime limit of {limit} minutes reached at {self.env_steps} env steps.")
                     break
+                # Before collecting, so the first evaluation is of the untrained agent at step 0.
+                if self._eval_due():
+                    self.evaluate()
                 episode = self._collect(episode)
                 self._train(window)
                 if self.env_steps - last_log >= cfg.log_every:
                     elapsed = max(time.monotonic() - start_time, 1e-9)
                     self._log_window(window, (self.env_steps - start_steps) / elapsed)
                     last_log = self.env_steps
-                if self._eval_due():
-                    self.evaluate()
                 if self._measure_due():
                     self.measure()
                 if time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes:

@@ -42,7 +42,7 @@ def runs(tmp_path_factory) -> Path:
 def test_runs_log_every_evaluation_episode(runs):
     lines = (runs / "erm_0" / "evals.jsonl").read_text().splitlines()
     records = [json.loads(x) for x in lines]
-    assert [r["step"] for r in records] == [1, 150, 300]  # the first before any learning
+    assert [r["step"] for r in records] == [0, 150, 300]  # the first before any learning
     assert all(len(r["returns"]) == 2 for r in records)
 
 
