@@ -41,7 +41,15 @@ class MeasureConfig:
 def world_model_probe(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) -> LossProbe:
     """The world-model loss on `batch` over the chosen parameter groups, draws fixed."""
     params = select_params(agent.wm.param_groups(), cfg.groups)
-    return LossProbe(agent.model_loss(batch), params, cfg.seed)
+    closure = agent.model_loss(batch)
+
+    def eager_loss() -> tuple[Tensor, dict]:
+        # Compiled modules (agent.compile=true) have backward graphs that cannot be
+        # differentiated again; Hessian-vector products need the eager ones.
+        with torch.compiler.set_stance("force_eager"):
+            return closure()
+
+    return LossProbe(eager_loss, params, cfg.seed)
 
 
 def sharpness_measures(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) -> dict:

@@ -8,6 +8,7 @@ from agents import make_agent
 from envs.base import EnvSpec
 from mbrl_sam.config import load_config
 from mbrl_sam.errors import ConfigError
+from mbrl_sam.evaluation.flatness import MeasureConfig, world_model_probe
 
 SPEC = EnvSpec((5,), np.float32, 3, False, 2)
 
@@ -94,3 +95,24 @@ def test_compiled_mlps_give_the_eager_values_and_keep_checkpoint_keys():
         with torch.no_grad():
             values.append(a.estimate_value(z, actions))
     torch.testing.assert_close(values[0], values[1], rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_agent_measures_the_eager_hessian():
+    eager, compiled = agent(), agent("agent.compile=true")
+    compiled.wm.load_state_dict(eager.wm.state_dict())
+    rng = np.random.default_rng(0)
+    batch = {
+        "obs": torch.as_tensor(rng.standard_normal((8, 4, 5)), dtype=torch.float32),
+        "action": torch.as_tensor(rng.uniform(-1, 1, (8, 4, 3)), dtype=torch.float32),
+        "reward": torch.as_tensor(rng.standard_normal((8, 4)), dtype=torch.float32),
+        "is_first": torch.zeros(8, 4, dtype=torch.bool),
+        "is_terminal": torch.zeros(8, 4, dtype=torch.bool),
+    }
+    compiled.update(batch, 1)  # the training path runs the compiled graphs first
+    compiled.wm.load_state_dict(eager.wm.state_dict())
+    cfg = MeasureConfig(groups="dynamics")
+    probes = [world_model_probe(a, batch, cfg) for a in (eager, compiled)]
+    vector = torch.randn(probes[0].dim, generator=torch.Generator().manual_seed(0))
+    hvps = [p.hvp(vector) for p in probes]
+    assert hvps[0].norm() > 0
+    torch.testing.assert_close(hvps[1], hvps[0], rtol=1e-3, atol=1e-5)
