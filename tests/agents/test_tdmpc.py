@@ -97,7 +97,7 @@ def test_compiled_mlps_give_the_eager_values_and_keep_checkpoint_keys():
     torch.testing.assert_close(values[0], values[1], rtol=1e-4, atol=1e-4)
 
 
-def test_compiled_agent_measures_the_eager_hessian():
+def test_compiled_agent_trains_on_the_same_loss_and_measures_the_eager_hessian():
     eager, compiled = agent(), agent("agent.compile=true")
     compiled.wm.load_state_dict(eager.wm.state_dict())
     rng = np.random.default_rng(0)
@@ -110,6 +110,13 @@ def test_compiled_agent_measures_the_eager_hessian():
     }
     compiled.update(batch, 1)  # the training path runs the compiled graphs first
     compiled.wm.load_state_dict(eager.wm.state_dict())
+    losses = []
+    for a in (eager, compiled):
+        a.wm.eval()  # no dropout, so both losses see the same network
+        torch.manual_seed(1)
+        losses.append(a.model_loss(batch)()[0])
+        a.wm.train()
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
     cfg = MeasureConfig(groups="dynamics")
     probes = [world_model_probe(a, batch, cfg) for a in (eager, compiled)]
     vector = torch.randn(probes[0].dim, generator=torch.Generator().manual_seed(0))
