@@ -3,11 +3,13 @@ that plan, the planning latency per action; print JSON.
 
 Usage: python benchmarks/update_speed.py [--agent dreamer] [--sizes tiny S] [--repeats 10]
        python benchmarks/update_speed.py --agent tdmpc --sizes 1M 5M --task dmc/dog-run
+       python benchmarks/update_speed.py --agent tdmpc --sizes 1M --against agent.compile=true
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -22,6 +24,36 @@ from mbrl_sam.runtime import resolve_device, tune_allocator
 
 DEFAULT_SIZES = {"dreamer": ["tiny", "S"], "tdmpc": ["1M", "5M"]}
 
+RATIO_KEYS = ("erm_model_ms", "sam_model_ms", "erm_full_update_ms", "sam_full_update_ms", "act_ms")
+
+
+def summarise(
+    agents: dict, times: dict, batch: dict[str, torch.Tensor], device: torch.device
+) -> dict:
+    """Median milliseconds of an erm/sam pair, sam/erm ratios, and one erm update's GFLOP."""
+    med = {o: {k: statistics.median(v) * 1000 for k, v in t.items()} for o, t in times.items()}
+    # Work per update, to compare implementations by the GFLOP/s they reach rather than by
+    # wall time alone (this host's matmul speed itself varies from minute to minute).
+    work = gflop(lambda: agents["erm"].update(batch, 10**6))
+    groups = agents["erm"].wm.param_groups()
+    result = {
+        "batch": list(batch["reward"].shape),
+        "world_model_params": sum(p.numel() for ps in groups.values() for p in ps),
+        "erm_model_ms": round(med["erm"]["model"], 1),
+        "sam_model_ms": round(med["sam"]["model"], 1),
+        "sam_over_erm_model": round(med["sam"]["model"] / med["erm"]["model"], 2),
+        "erm_full_update_ms": round(med["erm"]["full"], 1),
+        "sam_full_update_ms": round(med["sam"]["full"], 1),
+        "sam_over_erm_full": round(med["sam"]["full"] / med["erm"]["full"], 2),
+        "act_ms": round(statistics.median(times["erm"]["act"] + times["sam"]["act"]) * 1000, 1),
+        "erm_full_update_gflop": round(work, 1),
+        "erm_full_update_gflops_per_s": round(work / med["erm"]["full"] * 1000, 1),
+        "matmul_1024_gflops_per_s": round(matmul_gflops(device), 1),
+    }
+    if getattr(agents["erm"], "planner", None) is not None:
+        result["planner"] = type(agents["erm"].planner).__name__
+    return result
+
 
 def main() -> None:
     """Build erm and sam agents per size and alternate their calls, so load hits both alike."""
@@ -34,6 +66,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--against",
+        nargs="+",
+        default=[],
+        help="overrides to time side by side with the base config, e.g. agent.compile=true",
+    )
     parser.add_argument(
         "overrides", nargs="*", help="config overrides, e.g. agent.behavior.horizon=15"
     )
@@ -54,58 +92,43 @@ def main() -> None:
         "overrides": args.overrides,
         "results": {},
     }
+    variants = {"base": [], **{v: [v] for v in args.against}}
     for size in args.sizes or DEFAULT_SIZES[args.agent]:
         agents, times = {}, {}
-        for objective in ("erm", "sam"):
+        for (name, extra), objective in itertools.product(variants.items(), ("erm", "sam")):
             overrides = [f"agent={args.agent}", f"size={size}", f"objective={objective}"]
             task = [f"task={args.task}", f"obs={args.obs}"]
-            cfg = load_config([*overrides, *task, *args.overrides])
+            cfg = load_config([*overrides, *task, *args.overrides, *extra])
             torch.manual_seed(0)
-            agents[objective] = make_agent(cfg, spec, device)
-            times[objective] = {"model": [], "full": [], "act": []}
+            agents[name, objective] = make_agent(cfg, spec, device)
+            times[name, objective] = {"model": [], "full": [], "act": []}
         batch_shape = (cfg.agent.batch_size, cfg.agent.batch_length)
-        plans = getattr(agents["erm"], "planner", None) is not None
-        act_state = {o: None for o in agents}
+        act_state = {key: None for key in agents}
         for i in range(args.warmup + args.repeats):
-            for objective, agent in agents.items():
+            for key, agent in agents.items():
                 batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
                 obs = replay.sample(1, 1)["obs"][0, 0].numpy()  # a real observation
                 step = i + 1
                 model_s = time_call(lambda: agent.model_step(batch, step), device)  # noqa: B023
                 full_s = time_call(lambda: agent.update(batch, step), device)  # noqa: B023
-                state = act_state[objective]
+                state = act_state[key]
                 start = time.perf_counter()
-                _, act_state[objective] = agent.act(obs, state, state is None, explore=True)
+                _, act_state[key] = agent.act(obs, state, state is None, explore=True)
                 sync(device)
                 act_s = time.perf_counter() - start
                 if i >= args.warmup:
-                    times[objective]["model"].append(model_s)
-                    times[objective]["full"].append(full_s)
-                    times[objective]["act"].append(act_s)
-        med = {o: {k: statistics.median(v) * 1000 for k, v in t.items()} for o, t in times.items()}
-        # Work per update, to compare implementations by the GFLOP/s they reach rather than by
-        # wall time alone (this host's matmul speed itself varies from minute to minute).
-        batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
-        work = gflop(lambda: agents["erm"].update(batch, step + 1))  # noqa: B023
-        groups = agents["erm"].wm.param_groups()
-        n_params = sum(p.numel() for ps in groups.values() for p in ps)
-        result = {
-            "batch": list(batch_shape),
-            "world_model_params": n_params,
-            "erm_model_ms": round(med["erm"]["model"], 1),
-            "sam_model_ms": round(med["sam"]["model"], 1),
-            "sam_over_erm_model": round(med["sam"]["model"] / med["erm"]["model"], 2),
-            "erm_full_update_ms": round(med["erm"]["full"], 1),
-            "sam_full_update_ms": round(med["sam"]["full"], 1),
-            "sam_over_erm_full": round(med["sam"]["full"] / med["erm"]["full"], 2),
-            "act_ms": round(statistics.median(times["erm"]["act"] + times["sam"]["act"]) * 1000, 1),
-            "erm_full_update_gflop": round(work, 1),
-            "erm_full_update_gflops_per_s": round(work / med["erm"]["full"] * 1000, 1),
-            "matmul_1024_gflops_per_s": round(matmul_gflops(device), 1),
-        }
-        if plans:
-            result["planner"] = cfg.planner.name
-        report["results"][size] = result
+                    times[key]["model"].append(model_s)
+                    times[key]["full"].append(full_s)
+                    times[key]["act"].append(act_s)
+        results = {}
+        for name in variants:
+            pair = {o: agents[name, o] for o in ("erm", "sam")}
+            batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
+            results[name] = summarise(pair, {o: times[name, o] for o in pair}, batch, device)
+        for name in args.against:
+            ratios = {k: results[name][k] / results["base"][k] for k in RATIO_KEYS}
+            results[name]["over_base"] = {k: round(v, 2) for k, v in ratios.items()}
+        report["results"][size] = results["base"] if not args.against else results
     print(json.dumps(report, indent=2))
 
 
