@@ -1,6 +1,7 @@
 """The long learning runs quoted in the issues' closing notes, as named experiments.
 
 Usage: python benchmarks/learning_runs.py <experiment> [--parallel 4] [--root runs/learning]
+       python benchmarks/learning_runs.py <experiment> --status   # how far each run got
        python benchmarks/learning_runs.py --list
 
 Each run is `python train.py ...` with its own run_dir under <root>/<experiment>/, so rerunning
@@ -12,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,11 +95,31 @@ def commands(name: str, root: Path, extra: list[str]) -> list[tuple[Path, list[s
     return out
 
 
+def status(run_dir: Path) -> str:
+    """One line on a run: env steps logged of its budget, and its latest evaluation."""
+    if not (run_dir / "config.yaml").exists():
+        return f"{run_dir.name}: not started"
+    budget = OmegaConf.load(run_dir / "config.yaml").steps
+    steps, evals = 0, []
+    for name in ("metrics.jsonl", "evals.jsonl"):
+        path = run_dir / name
+        lines = path.read_text().splitlines() if path.exists() else []
+        records = [json.loads(x) for x in lines if x.endswith("}")]  # not a line being written
+        steps = max([steps, *(r["step"] for r in records)])
+        evals = records if name == "evals.jsonl" else evals
+    last = ""
+    if evals:
+        returns = evals[-1]["returns"]
+        last = f", eval at {evals[-1]['step']}: {sum(returns) / len(returns):.1f}"
+    return f"{run_dir.name}: {steps} of {budget} env steps{last}"
+
+
 def main() -> None:
     """Run an experiment's runs, `--parallel` at a time, then write its report."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("experiment", nargs="?", choices=sorted(EXPERIMENTS))
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--status", action="store_true", help="print how far each run got")
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "learning")
     parser.add_argument("extra", nargs="*", help="more train.py overrides for every run")
@@ -103,7 +128,12 @@ def main() -> None:
         for name, (tasks, objectives, seeds, shared) in EXPERIMENTS.items():
             print(f"{name}: {tasks} x {objectives} x seeds {seeds}: {' '.join(shared)}")
         return
-    threads = [f"threads={max(1, 2 // args.parallel)}"] if args.parallel > 1 else []
+    if args.status:
+        for run_dir, _ in commands(args.experiment, args.root, []):
+            print(status(run_dir))
+        return
+    cores = os.cpu_count() or 1
+    threads = [f"threads={max(1, cores // args.parallel)}"] if args.parallel > 1 else []
     pending = commands(args.experiment, args.root, [*threads, *args.extra])
     running: list[tuple[subprocess.Popen, object]] = []
     start = time.monotonic()
