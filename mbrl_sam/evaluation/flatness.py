@@ -3,6 +3,7 @@ value-estimation gap, model error and performance gap on fresh real episodes."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -45,8 +46,9 @@ def world_model_probe(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) 
 
     def eager_loss() -> tuple[Tensor, dict]:
         # Compiled modules (agent.compile=true) have backward graphs that cannot be
-        # differentiated again; Hessian-vector products need the eager ones.
-        with torch.compiler.set_stance("force_eager"):
+        # differentiated again; Hessian-vector products need the eager ones (torch >= 2.6).
+        set_stance = getattr(torch.compiler, "set_stance", None)
+        with set_stance("force_eager") if set_stance else contextlib.nullcontext():
             return closure()
 
     return LossProbe(eager_loss, params, cfg.seed)
