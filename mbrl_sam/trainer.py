@@ -75,6 +75,9 @@ class Trainer:
         self.repeat = env.spec.action_repeat
         self.counters = {"agent_steps": 0, "updates": 0, "episodes": 0, "last_eval": -1}
         self.counters["last_measure"] = 0
+        # Wall-clock seconds spent in run() over all resumes: the run's cost, without stops.
+        self.counters["train_seconds"] = 0.0
+        self._clock: tuple[float, float] | None = None
         self.probe_batch: dict[str, torch.Tensor] | None = None
         self.rng = np.random.default_rng(cfg.seed)
         self.last_return = float("nan")
@@ -94,6 +97,13 @@ class Trainer:
             return 0
         return int(learned * self.cfg.train_ratio / (a.batch_size * a.batch_length))
 
+    def train_hours(self) -> float:
+        """Wall-clock hours this run has spent training, summed over resumes."""
+        seconds = self.counters["train_seconds"]
+        if self._clock is not None:
+            seconds = self._clock[1] + time.monotonic() - self._clock[0]
+        return seconds / 3600
+
     # -- checkpoints -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -101,7 +111,7 @@ class Trainer:
         return {
             "agent": self.agent.state_dict(),
             "replay": self.replay.state_dict(),
-            "counters": dict(self.counters),
+            "counters": {**self.counters, "train_seconds": 3600 * self.train_hours()},
             "rng": rng_state(),
             "loop_rng": self.rng.bit_generator.state,
             "task": self.cfg.task,
@@ -158,6 +168,7 @@ class Trainer:
         episode = self._reset_episode()
         last_save, last_log = time.monotonic(), self.env_steps
         start_time, start_steps = time.monotonic(), self.env_steps
+        self._clock = (start_time, float(self.counters["train_seconds"]))
         try:
             limit = self.cfg.time_limit_minutes
             deadline = None if limit is None else start_time + 60 * float(limit)
@@ -248,6 +259,7 @@ class Trainer:
     def _log_window(self, window: dict[str, list[float]], fps: float) -> None:
         metrics = {k: float(np.mean(v)) for k, v in window.items()}
         metrics.update(fps=fps, updates=self.counters["updates"], replay_size=len(self.replay))
+        metrics["hours"] = self.train_hours()
         self.logger.log(self.env_steps, metrics, "train")
         window.clear()
 
@@ -277,7 +289,8 @@ class Trainer:
         result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns))}
         self.logger.log(self.env_steps, result, "eval")
         # Per-episode returns too: success rates and bootstrap statistics need them.
-        self.logger.record("evals.jsonl", {"step": self.env_steps, "returns": returns})
+        record = {"step": self.env_steps, "returns": returns, "hours": self.train_hours()}
+        self.logger.record("evals.jsonl", record)
         self.counters["last_eval"] = self.env_steps
         self.last_eval_return = result["return"]
         return {"eval_return": result["return"]}

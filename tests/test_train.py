@@ -15,7 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from mbrl_sam.config import load_config
+from mbrl_sam.config import CHECKPOINT, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -150,7 +150,7 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, agent_args):
 
     def save_and_capture(self):
         original_save(self)
-        saved["state"] = copy.deepcopy(self.state_dict())
+        saved["state"] = torch.load(self.run_dir / CHECKPOINT, weights_only=False)
 
     def resume_and_capture(self):
         resumed = original_resume(self)
@@ -175,6 +175,12 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, agent_args):
     assert after["counters"]["agent_steps"] == first_steps * 3 // 2
     assert after["counters"]["updates"] > before["counters"]["updates"]
     assert after["replay"]["total"] > before["replay"]["total"]
+    # Training time adds up over the resume; the eval log carries it for the report.
+    hours = [json.loads(x)["hours"] for x in (tmp_path / "evals.jsonl").read_text().splitlines()]
+    assert hours[0] >= 0 and hours == sorted(hours)
+    assert 0 < before["counters"]["train_seconds"] < after["counters"]["train_seconds"]
+    seconds = [3600 * h for h in hours]
+    assert before["counters"]["train_seconds"] <= seconds[-1] <= after["counters"]["train_seconds"]
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):

@@ -37,6 +37,7 @@ class Run:
     curve: list[tuple[int, float]]  # (env steps, mean eval return)
     final_returns: list[float]  # per-episode returns of the last evaluation
     measures: dict[str, float]  # the last flatness measurement's scalars (may be empty)
+    hours: float | None = None  # wall-clock training hours at the last evaluation, if logged
 
     @property
     def score(self) -> float:
@@ -48,16 +49,21 @@ class Run:
         return float(np.mean(self.final_returns)) / scale
 
 
+def _last_eval_record(path: Path) -> dict:
+    """The latest line of evals.jsonl (step, returns, hours), or {} without one."""
+    if (path / "evals.jsonl").exists():
+        lines = (path / "evals.jsonl").read_text().splitlines()
+        if lines:
+            return json.loads(lines[-1])
+    return {}
+
+
 def _final_returns(path: Path, curve: list[tuple[int, float]]) -> list[float]:
     """Per-episode returns of the latest evaluation: eval/*.json, else evals.jsonl, else curve."""
     files = sorted(path.glob("eval/step_*.json"), key=lambda p: int(p.stem.split("_")[1]))
     if files:
         return list(json.loads(files[-1].read_text())["returns"])
-    if (path / "evals.jsonl").exists():
-        lines = (path / "evals.jsonl").read_text().splitlines()
-        if lines:
-            return list(json.loads(lines[-1])["returns"])
-    return [curve[-1][1]]
+    return list(_last_eval_record(path).get("returns", [curve[-1][1]]))
 
 
 def load_run(path: Path) -> Run | None:
@@ -75,7 +81,9 @@ def load_run(path: Path) -> Run | None:
         return None
     method = f"{cfg.agent.name}-{cfg.objective.name}"
     finals = _final_returns(path, curve)
-    return Run(path, cfg.task, method, int(cfg.seed), curve, finals, _final_measures(path))
+    hours = _last_eval_record(path).get("hours")
+    measures = _final_measures(path)
+    return Run(path, cfg.task, method, int(cfg.seed), curve, finals, measures, hours)
 
 
 def _final_measures(path: Path) -> dict[str, float]:
@@ -150,9 +158,22 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
                 values = [x[key] for x in mine if x.get(key) is not None]
                 if values:
                     measures.setdefault(task, {}).setdefault(m, {})[key] = float(np.mean(values))
+    listing = [
+        {
+            "run": r.path.name,
+            "task": r.task,
+            "method": r.method,
+            "seed": r.seed,
+            "steps": r.curve[-1][0],
+            "return": float(np.mean(r.final_returns)),
+            "hours": r.hours,
+        }
+        for r in sorted(runs, key=lambda r: (r.task, r.method, r.seed))
+    ]
     return {
         "methods": methods,
         "tasks": tasks,
+        "runs": listing,
         "measures": measures,
         "aggregate_tasks": common,
         "table": table,
@@ -173,6 +194,13 @@ def markdown(report: dict, plots: list[str]) -> str:
             for m in methods
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += ["", "## Runs (at their last evaluation)", ""]
+    lines += ["| run | task | method | seed | env steps | return | wall hours |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in report["runs"]:
+        hours = "-" if r["hours"] is None else f"{r['hours']:.2f}"
+        cells = [r["run"], r["task"], r["method"], r["seed"], r["steps"], f"{r['return']:.1f}"]
+        lines.append("| " + " | ".join(map(str, cells)) + f" | {hours} |")
     if report["aggregates"]:
         lines += ["", "## Aggregate normalised score (95% stratified bootstrap CI)", ""]
         lines.append(f"Tasks: {', '.join(report['aggregate_tasks'])}.")

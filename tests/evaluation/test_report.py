@@ -83,7 +83,13 @@ def test_report_has_tables_statistics_and_plots(runs, tmp_path):
         for point, low, high in report["aggregates"][method].values():
             assert low <= point + 1e-9 and point <= high + 1e-9
     assert "P(dreamer-sam > dreamer-erm)" in report["improvement"]
+    listed = {(r["method"], r["seed"]): r for r in report["runs"]}
+    assert len(listed) == 4 and all(r["steps"] == 300 and r["hours"] > 0 for r in listed.values())
+    last = json.loads((runs / "erm_0" / "evals.jsonl").read_text().splitlines()[-1])
+    assert listed["dreamer-erm", 0]["hours"] == last["hours"]
+    assert listed["dreamer-erm", 0]["return"] == pytest.approx(sum(last["returns"]) / 2)
     md = (tmp_path / "report" / "report.md").read_text()
+    assert "| erm_0 | gym/CartPole-v1 | dreamer-erm | 0 | 300 |" in md
     assert "| gym/CartPole-v1 |" in md and "iqm" in md and "Probability of improvement" in md
     for png in ("curves.png", "aggregates.png"):
         data = (tmp_path / "report" / png).read_bytes()
