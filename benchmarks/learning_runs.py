@@ -100,17 +100,21 @@ def status(run_dir: Path) -> str:
     if not (run_dir / "config.yaml").exists():
         return f"{run_dir.name}: not started"
     budget = OmegaConf.load(run_dir / "config.yaml").steps
-    steps, evals = 0, []
+    steps, evals, hours = 0, [], None
     for name in ("metrics.jsonl", "evals.jsonl"):
         path = run_dir / name
         lines = path.read_text().splitlines() if path.exists() else []
         records = [json.loads(x) for x in lines if x.endswith("}")]  # not a line being written
         steps = max([steps, *(r["step"] for r in records)])
         evals = records if name == "evals.jsonl" else evals
+        logged = [r.get("train/hours", r.get("hours")) for r in records]
+        hours = max([h for h in [hours, *logged] if h is not None], default=None)
     last = ""
     if evals:
         returns = evals[-1]["returns"]
         last = f", eval at {evals[-1]['step']}: {sum(returns) / len(returns):.1f}"
+    if hours is not None:
+        last += f", {hours:.2f} h of training"
     return f"{run_dir.name}: {steps} of {budget} env steps{last}"
 
 
