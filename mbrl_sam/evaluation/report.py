@@ -58,12 +58,12 @@ def _last_eval_record(path: Path) -> dict:
     return {}
 
 
-def _final_returns(path: Path, curve: list[tuple[int, float]]) -> list[float]:
+def _final_returns(path: Path, record: dict, curve: list[tuple[int, float]]) -> list[float]:
     """Per-episode returns of the latest evaluation: eval/*.json, else evals.jsonl, else curve."""
     files = sorted(path.glob("eval/step_*.json"), key=lambda p: int(p.stem.split("_")[1]))
     if files:
         return list(json.loads(files[-1].read_text())["returns"])
-    return list(_last_eval_record(path).get("returns", [curve[-1][1]]))
+    return list(record.get("returns", [curve[-1][1]]))
 
 
 def load_run(path: Path) -> Run | None:
@@ -80,10 +80,10 @@ def load_run(path: Path) -> Run | None:
     if not curve:
         return None
     method = f"{cfg.agent.name}-{cfg.objective.name}"
-    finals = _final_returns(path, curve)
-    hours = _last_eval_record(path).get("hours")
+    record = _last_eval_record(path)
+    finals = _final_returns(path, record, curve)
     measures = _final_measures(path)
-    return Run(path, cfg.task, method, int(cfg.seed), curve, finals, measures, hours)
+    return Run(path, cfg.task, method, int(cfg.seed), curve, finals, measures, record.get("hours"))
 
 
 def _final_measures(path: Path) -> dict[str, float]:
