@@ -173,6 +173,7 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
     return {
         "methods": methods,
         "tasks": tasks,
+        "caveats": caveats(table, listing),
         "runs": listing,
         "measures": measures,
         "aggregate_tasks": common,
@@ -182,10 +183,33 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
     }
 
 
+def caveats(table: dict, listing: list[dict]) -> list[str]:
+    """Warnings a reader needs before trusting the comparison: single seeds, unequal budgets."""
+    notes = []
+    single = sorted({m for row in table.values() for m, cell in row.items() if cell["n"] < 2})
+    if single:
+        notes.append(
+            f"One seed on some task for {', '.join(single)}: the stratified bootstrap has no "
+            "seeds to resample there, so intervals narrow to the point estimate and do not "
+            "show seed-to-seed spread."
+        )
+    for task in table:
+        steps = sorted({r["steps"] for r in listing if r["task"] == task})
+        if len(steps) > 1:
+            notes.append(
+                f"Runs on {task} end at different env steps ({steps[0]} to {steps[-1]}): "
+                "their returns compare unequal budgets."
+            )
+    return notes
+
+
 def markdown(report: dict, plots: list[str]) -> str:
     """The report as a markdown page."""
     methods = report["methods"]
-    lines = ["# Evaluation report", "", "## Final return per task (mean ± std over seeds, n)", ""]
+    lines = ["# Evaluation report", ""]
+    if report["caveats"]:
+        lines += ["## Caveats", "", *[f"- {note}" for note in report["caveats"]], ""]
+    lines += ["## Final return per task (mean ± std over seeds, n)", ""]
     lines.append("| task | " + " | ".join(methods) + " |")
     lines.append("|---|" + "---|" * len(methods))
     for task, row in report["table"].items():

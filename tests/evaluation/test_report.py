@@ -9,7 +9,7 @@ import pytest
 
 import train
 from mbrl_sam.config import load_config
-from mbrl_sam.evaluation.report import write_report
+from mbrl_sam.evaluation.report import Run, build_report, markdown, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -79,6 +79,7 @@ def test_report_has_tables_statistics_and_plots(runs, tmp_path):
     assert report["methods"] == ["dreamer-erm", "dreamer-sam"]
     row = report["table"]["gym/CartPole-v1"]
     assert row["dreamer-erm"]["n"] == 2 and row["dreamer-sam"]["n"] == 2
+    assert report["caveats"] == []
     for method in report["methods"]:
         for point, low, high in report["aggregates"][method].values():
             assert low <= point + 1e-9 and point <= high + 1e-9
@@ -94,3 +95,26 @@ def test_report_has_tables_statistics_and_plots(runs, tmp_path):
     for png in ("curves.png", "aggregates.png"):
         data = (tmp_path / "report" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_report_warns_of_single_seeds_and_unequal_budgets(tmp_path):
+    def run(method: str, seed: int, steps: int) -> Run:
+        curve = [(0, 10.0), (steps, 500.0 + seed)]
+        return Run(
+            tmp_path / f"{method}_{seed}", "dmc/walker-walk", method, seed, curve, [500.0], {}
+        )
+
+    equal = build_report([run("erm", 0, 100), run("erm", 1, 100), run("sam", 0, 100)], reps=50)
+    assert len(equal["caveats"]) == 1 and equal["caveats"][0].startswith(
+        "One seed on some task for sam:"
+    )
+    uneven = build_report(
+        [run("erm", s, 100) for s in (0, 1)] + [run("sam", s, 80) for s in (0, 1)], reps=50
+    )
+    assert uneven["caveats"] == [
+        "Runs on dmc/walker-walk end at different env steps (80 to 100): "
+        "their returns compare unequal budgets."
+    ]
+    assert "## Caveats" in markdown(uneven, []) and "## Caveats" not in markdown(
+        build_report([run("erm", s, 100) for s in (0, 1)], reps=50), []
+    )
