@@ -2,7 +2,8 @@
 
 Writes `run_dir/eval/step_<env steps>.json` with every episode's return and the suite score.
 Options (key=value): run_dir (required), episodes (10), device (the run's), seed (0),
-explore (false: the agent's greedy action), progress (true).
+explore (false: the agent's greedy action), progress (true), video (false: true also writes the
+first episode as `run_dir/eval/step_<env steps>.gif`), fps (30, the video's frame rate).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from mbrl_sam.errors import ConfigError
 
 OPTIONS = {"run_dir": None, "episodes": 10, "device": None, "seed": 0, "explore": False}
-OPTIONS["progress"] = True
+OPTIONS.update(progress=True, video=False, fps=30)
 
 
 def parse(argv: list[str]) -> dict:
@@ -30,7 +32,21 @@ def parse(argv: list[str]) -> dict:
         raise ConfigError("run_dir=<path of a training run> is required")
     if not isinstance(args["episodes"], int) or args["episodes"] < 1:
         raise ConfigError(f"episodes={args['episodes']!r} must be an integer >= 1")
+    if not isinstance(args["video"], bool):
+        raise ConfigError(f"video={args['video']!r} must be true or false")
+    fps = args["fps"]
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or fps <= 0:
+        raise ConfigError(f"fps={args['fps']!r} must be a number > 0")
     return args
+
+
+def check_renders(env: Any, task: str) -> None:
+    """ConfigError, before any episode is played, if `env` cannot render video frames."""
+    env.reset(seed=0)
+    try:
+        env.render()
+    except NotImplementedError as err:
+        raise ConfigError(f"video=true is not available for task={task!r}: {err}") from err
 
 
 def evaluate(args: dict) -> dict:
@@ -40,14 +56,18 @@ def evaluate(args: dict) -> dict:
     from mbrl_sam.evaluation.episodes import run_episodes
     from mbrl_sam.evaluation.saved_run import load_saved_run
     from mbrl_sam.evaluation.suites import suite_of
+    from mbrl_sam.evaluation.video import write_gif
 
     run_dir = Path(args["run_dir"])
-    cfg, agent, env, state = load_saved_run(run_dir, args["device"], args["seed"])
+    cfg, agent, env, state = load_saved_run(run_dir, args["device"], args["seed"], args["video"])
     env_steps = state["counters"]["agent_steps"] * env.spec.action_repeat
     seed = 2 * 10**6 + args["seed"] * 1000  # apart from the seeds training evaluations use
+    frames = [] if args["video"] else None
+    if args["video"]:
+        check_renders(env, cfg.task)
     with torch.no_grad():
         episodes = run_episodes(
-            agent, env, args["episodes"], seed, args["explore"], args["progress"]
+            agent, env, args["episodes"], seed, args["explore"], args["progress"], frames
         )
     env.close()
     returns = [e["return"] for e in episodes]
@@ -66,9 +86,13 @@ def evaluate(args: dict) -> dict:
     }
     out = run_dir / "eval" / f"step_{env_steps}.json"
     out.parent.mkdir(exist_ok=True)
+    if frames:
+        result["video"] = str(write_gif(frames, out.with_suffix(".gif"), float(args["fps"])))
     out.write_text(json.dumps(result, indent=1))
     print(f"{cfg.task} ({cfg.objective.name}, seed {cfg.seed}) at {env_steps} env steps: ")
     print(f"  return {result['mean']:.1f} over {len(returns)} episodes -> {out}")
+    if frames:
+        print(f"  the first episode's {len(frames)} frames -> {result['video']}")
     return result
 
 

@@ -1,7 +1,7 @@
 """One entry point, `make_env("suite/name")`, for every environment suite.
 
 A suite is a module exposing `DEFAULT_ACTION_REPEAT`, `task_names()`, `validate(name, obs)` and
-`make(name, obs, action_repeat, seed, size)`; adding one to `SUITE_MODULES` plugs it in.
+`make(name, obs, action_repeat, seed, size, render)`; adding one to `SUITE_MODULES` plugs it in.
 """
 
 from __future__ import annotations
@@ -64,8 +64,12 @@ def make_env(
     action_repeat: int | None = None,
     seed: int = 0,
     size: int = 64,
+    render: bool = False,
 ) -> Env:
-    """Build `suite/name` with "state" or "pixels" obs; action_repeat None: suite default."""
+    """Build `suite/name` with "state" or "pixels" obs; action_repeat None: suite default.
+
+    render=True builds the env so that `render()` returns frames for videos.
+    """
     check_choice("obs", obs, OBS_MODES)
     suite, name = _split(task)
     if action_repeat is not None:
@@ -74,4 +78,4 @@ def make_env(
     check_int("size", size, 1)
     module = _suite_module(suite)
     repeat = module.DEFAULT_ACTION_REPEAT if action_repeat is None else action_repeat
-    return module.make(name, obs, repeat, seed, size)
+    return module.make(name, obs, repeat, seed, size, render)

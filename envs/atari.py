@@ -97,8 +97,10 @@ def validate(name: str, obs: str) -> None:
         )
 
 
-def make(name: str, obs: str, action_repeat: int, seed: int, size: int) -> AtariEnv:
-    """Build the adapter for a validated game name."""
+def make(
+    name: str, obs: str, action_repeat: int, seed: int, size: int, render: bool = False
+) -> AtariEnv:
+    """Build the adapter for a validated game name (it can always render)."""
     validate(name, obs)
     return AtariEnv(name, action_repeat, seed, size)
 
@@ -158,6 +160,10 @@ class AtariEnv(Env):
     def _observe(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         image = cv2.resize(max_pool(frames), (self._size, self._size), interpolation=cv2.INTER_AREA)
         return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+    def render(self) -> np.ndarray:
+        """The emulator's last full-size (210, 160, 3) screen, without pooling or resizing."""
+        return self._env.unwrapped.ale.getScreenRGB()
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Start an episode with 1..30 no-ops; a `seed` (or the constructor's) reseeds the game."""

@@ -34,6 +34,10 @@ class Env(abc.ABC):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
         """obs, reward summed over the action repeat, terminated, truncated."""
 
+    def render(self) -> np.ndarray:
+        """The scene now as an (H, W, 3) uint8 frame, for videos (adapters that can override)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot render frames")
+
     @abc.abstractmethod
     def close(self) -> None:
         """Free the simulator and any rendering context; safe to call twice."""

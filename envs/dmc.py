@@ -25,6 +25,7 @@ SEED_RANGE = 2**32
 CAMERA_IDS = {"quadruped": 2}
 # Shadows and reflections cost most of the render time at 64x64 and carry little signal.
 RENDER_FLAGS = {"shadow": False, "reflection": False}
+VIDEO_SIZE = 256  # square frames for videos; MuJoCo's default offscreen buffer is 640x480
 # Shown when nothing resembles a misspelt name.
 EXAMPLE_TASKS = ("walker-walk", "cheetah-run", "cartpole-swingup", "reacher-easy")
 LIST_HINT = (
@@ -70,8 +71,10 @@ def validate(name: str, obs: str) -> None:
         require_renderer(f"dmc/{name}")
 
 
-def make(name: str, obs: str, action_repeat: int, seed: int, size: int) -> DMCEnv:
-    """Build the adapter for a validated task name."""
+def make(
+    name: str, obs: str, action_repeat: int, seed: int, size: int, render: bool = False
+) -> DMCEnv:
+    """Build the adapter for a validated task name (it can always render)."""
     validate(name, obs)
     return DMCEnv(name, obs, action_repeat, seed, size)
 
@@ -85,6 +88,7 @@ class DMCEnv(Env):
         """Load `<domain>-<task>`, seeding the task's random state with `seed`."""
         domain, task = _tasks()[name]
         self._env = _suite().load(domain, task, task_kwargs={"random": seed % SEED_RANGE})
+        self._name = name
         self._pixels = obs == "pixels"
         self._size = size
         self._camera_id = CAMERA_IDS.get(domain, 0)
@@ -128,6 +132,13 @@ class DMCEnv(Env):
             return np.ascontiguousarray(image.transpose(2, 0, 1))
         parts = [np.asarray(observation[k], dtype=np.float32).reshape(-1) for k in self._keys]
         return np.concatenate(parts)
+
+    def render(self) -> np.ndarray:
+        """The observation camera at VIDEO_SIZE pixels, with shadows, for videos."""
+        require_renderer(f"dmc/{self._name}", "rendering a video")
+        return self._env.physics.render(
+            height=VIDEO_SIZE, width=VIDEO_SIZE, camera_id=self._camera_id
+        )
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Start an episode; a `seed` reseeds the task so the episode is reproducible."""

@@ -18,6 +18,7 @@ from envs.base import (
     discrete_index,
     scale_action,
 )
+from envs.mujoco_gl import select_gl_backend
 from mbrl_sam.errors import ConfigError
 
 DEFAULT_ACTION_REPEAT = 1
@@ -62,10 +63,12 @@ def _is_image(space: gym.Space) -> bool:
     return len(shape) == 2 or (len(shape) == 3 and shape[-1] in (1, 3))
 
 
-def _open(name: str) -> gym.Env:
+def _open(name: str, render: bool = False) -> gym.Env:
     _check_registered(name)
+    if render:
+        select_gl_backend()  # Gymnasium's MuJoCo envs otherwise try GLFW, which needs a display
     try:
-        return gym.make(name)
+        return gym.make(name, render_mode="rgb_array" if render else None)
     except gym.error.DependencyNotInstalled as err:
         raise ConfigError(
             f"task='gym/{name}' needs a package that is not installed: {err}"
@@ -111,9 +114,11 @@ def validate(name: str, obs: str) -> None:
     make(name, obs, DEFAULT_ACTION_REPEAT, 0, 64).close()
 
 
-def make(name: str, obs: str, action_repeat: int, seed: int, size: int) -> GymnasiumEnv:
-    """Build the adapter for a Gymnasium id."""
-    env = _open(name)
+def make(
+    name: str, obs: str, action_repeat: int, seed: int, size: int, render: bool = False
+) -> GymnasiumEnv:
+    """Build the adapter for a Gymnasium id (with rgb_array rendering if `render`)."""
+    env = _open(name, render)
     try:
         return GymnasiumEnv(env, obs, action_repeat, seed, size)
     except ConfigError:
@@ -135,6 +140,7 @@ class GymnasiumEnv(Env):
         """Wrap a made Gymnasium env; `seed` seeds the first reset that is given none."""
         name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
         _check_spaces(name, obs, env.observation_space, env.action_space)
+        self.name = name
         self._env = env
         self._pixels = obs == "pixels"
         self._size = size
@@ -183,6 +189,16 @@ class GymnasiumEnv(Env):
         space = self._env.action_space
         scaled = scale_action(flat, self._low, self._high)
         return scaled.astype(space.dtype).reshape(space.shape)
+
+    def render(self) -> np.ndarray:
+        """The env's own rgb_array frame; needs the env made with render=True."""
+        if self._env.render_mode != "rgb_array":
+            raise NotImplementedError(f"{self.name} was made without render=True")
+        try:
+            frame = self._env.render()
+        except gym.error.DependencyNotInstalled as err:
+            raise ConfigError(f"rendering {self.name} needs a package: {err}") from err
+        return np.asarray(frame, dtype=np.uint8)
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Start an episode; a `seed` (or the constructor's, on the first reset) reseeds it."""

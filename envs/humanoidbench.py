@@ -4,6 +4,8 @@ HumanoidBench (Sferrazza et al., 2024) is not on PyPI: envs/README.md ("Humanoid
 install it from a local clone without its pinned dependencies. This adapter then:
 - builds `gymnasium.make("<robot>-<task>-v0", render_mode=None)`: every task otherwise opens an
   offscreen renderer at creation, which state observations never use (and which needs OpenGL);
+  videos call the env's Gymnasium MuJoCo renderer directly (the package's own `render` passes it
+  the arguments of an older Gymnasium);
 - drops from humanoid_bench's bundled copy of dm_control's index table the MjModel/MjData fields the
   installed MuJoCo no longer has (e.g. `flex_evpair`), instead of editing its files;
 - reuses GymnasiumEnv for the rest: float32 state vectors, [-1, 1] Box actions (HumanoidEnv already
@@ -23,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.gymnasium_env import GymnasiumEnv
-from envs.mujoco_gl import select_gl_backend
+from envs.mujoco_gl import require_renderer, select_gl_backend
 from mbrl_sam.errors import ConfigError
 
 # 1, not DMC's 2: the paper's TD-MPC2 and DreamerV3 runs step the env once per action
@@ -137,8 +139,13 @@ def validate(name: str, obs: str) -> None:
         )
 
 
-def make(name: str, obs: str, action_repeat: int, seed: int, size: int) -> HumanoidBenchEnv:
-    """Build the adapter for a HumanoidBench env id (size is unused: state obs only)."""
+def make(
+    name: str, obs: str, action_repeat: int, seed: int, size: int, render: bool = False
+) -> HumanoidBenchEnv:
+    """Build the adapter for a HumanoidBench env id (size is unused: state obs only).
+
+    It can always render: `render` is unused.
+    """
     validate(name, obs)
     try:
         env = gym.make(name, render_mode=None)
@@ -162,6 +169,13 @@ class HumanoidBenchEnv(GymnasiumEnv):
         """Wrap a made HumanoidBench env; `seed` seeds the first reset that is given none."""
         super().__init__(env, "state", action_repeat, seed)
         self._np_state = np.random.RandomState(seed % SEED_RANGE).get_state()
+
+    def render(self) -> np.ndarray:
+        """The task's own camera (e.g. cam_default) at the package's 256x256, for videos."""
+        require_renderer(f"humanoidbench/{self.name}", "rendering a video")
+        # Gymnasium's renderer, called directly: the package's render() passes it the arguments
+        # of an older Gymnasium; it picks the GL backend when first used, not at import.
+        return np.asarray(self._env.unwrapped.mujoco_renderer.render("rgb_array"), np.uint8)
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Start an episode; a `seed` reseeds the simulator and the task's numpy draws."""

@@ -34,16 +34,17 @@ def select_gl_backend() -> str | None:
     return None
 
 
-def require_renderer(task: str) -> None:
-    """Raise ConfigError if pixel observations of `task` cannot be rendered on this machine."""
+def require_renderer(task: str, purpose: str = "obs='pixels'") -> None:
+    """Raise ConfigError if `task` cannot be rendered on this machine (for `purpose`)."""
     backend = select_gl_backend()
+    fallback = ", or use obs='state'" if purpose == "obs='pixels'" else ""
     if backend is None:
         raise ConfigError(
-            f"obs='pixels' for task={task!r} needs an OpenGL backend for MuJoCo, but neither "
-            f"EGL nor OSMesa was found; {INSTALL_HINT}, or use obs='state'"
+            f"{purpose} for task={task!r} needs an OpenGL backend for MuJoCo, but neither "
+            f"EGL nor OSMesa was found; {INSTALL_HINT}{fallback}"
         )
     if backend.lower() in DISABLED:
         raise ConfigError(
-            f"obs='pixels' for task={task!r} needs rendering, but MUJOCO_GL={backend!r} "
-            "turns it off; set MUJOCO_GL to 'egl' or 'osmesa', or use obs='state'"
+            f"{purpose} for task={task!r} needs rendering, but MUJOCO_GL={backend!r} "
+            f"turns it off; set MUJOCO_GL to 'egl' or 'osmesa'{fallback}"
         )

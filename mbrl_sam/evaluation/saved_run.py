@@ -11,7 +11,9 @@ from mbrl_sam.config import CHECKPOINT
 from mbrl_sam.errors import ConfigError
 
 
-def load_saved_run(run_dir: Path, device: str | None, seed: int) -> tuple[Any, Any, Any, dict]:
+def load_saved_run(
+    run_dir: Path, device: str | None, seed: int, render: bool = False
+) -> tuple[Any, Any, Any, dict]:
     """(config, agent with the checkpoint's weights, a fresh env, the checkpoint's state)."""
     from agents import make_agent
     from envs import make_env
@@ -24,7 +26,9 @@ def load_saved_run(run_dir: Path, device: str | None, seed: int) -> tuple[Any, A
     cfg = OmegaConf.load(run_dir / "config.yaml")
     device = resolve_device(device or cfg.device)
     seed_everything(seed)
-    env = make_env(cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=seed)
+    env = make_env(
+        cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=seed, render=render
+    )
     agent = make_agent(cfg, env.spec, device)
     state = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
     agent.load_state_dict(state["agent"])

@@ -1,5 +1,6 @@
 """Atari-100k adapter on real ALE games: spec, pooling, no-op starts, episode ends, errors."""
 
+import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -147,3 +148,12 @@ def test_every_game_constructs_resets_and_steps():
             assert env.reset().shape == (3, 64, 64)
             obs, reward, _, _ = env.step(np.eye(env.spec.action_dim)[0])
             assert obs.shape == (3, 64, 64) and np.isfinite(reward)
+
+
+def test_render_is_the_full_screen_the_first_obs_is_resized_from():
+    with _pong(seed=0) as env:
+        obs = env.reset()
+        frame = env.render()
+        assert frame.shape == (210, 160, 3) and frame.dtype == np.uint8
+        small = cv2.resize(frame, (64, 64), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(obs, small.transpose(2, 0, 1))

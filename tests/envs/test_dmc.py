@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from envs import make_env
+from envs.dmc import VIDEO_SIZE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,3 +132,16 @@ def _backend_in_subprocess(mujoco_gl: str | None) -> str:
 def test_gl_backend_keeps_a_users_choice_and_picks_a_headless_one_otherwise():
     assert _backend_in_subprocess("osmesa") == "osmesa"
     assert _backend_in_subprocess(None) in ("egl", "osmesa")
+
+
+def test_render_gives_video_frames_of_the_current_state():
+    with make_env("dmc/walker-walk", seed=0) as env:
+        env.reset(seed=0)
+        first = env.render()
+        assert first.shape == (VIDEO_SIZE, VIDEO_SIZE, 3) and first.dtype == np.uint8
+        assert first.std() > 10  # a scene, not a blank buffer
+        for action in _random_actions(10, env.spec.action_dim):
+            env.step(action)
+        assert np.abs(env.render().astype(int) - first).mean() > 1  # the walker moved
+        env.reset(seed=0)
+        np.testing.assert_array_equal(env.render(), first)  # same state, same frame

@@ -107,3 +107,17 @@ def test_pixels_from_an_image_env():
         assert obs.max() > obs.min()
         obs, _, _, _ = env.step(np.eye(6, dtype=np.float32)[0])
         assert obs.shape == (3, 64, 64)
+
+
+def test_render_needs_the_env_made_for_it():
+    with make_env("gym/InvertedPendulum-v5", render=True) as env:
+        env.reset(seed=0)
+        first = env.render()
+        assert first.shape == (480, 480, 3) and first.dtype == np.uint8 and first.std() > 5
+        env.step(np.ones(1))  # a push; the pole only falls after several steps
+        env.step(np.ones(1))
+        assert np.abs(env.render().astype(int) - first).mean() > 0.1  # the pole moved
+    with make_env("gym/InvertedPendulum-v5") as env:
+        env.reset(seed=0)
+        with pytest.raises(NotImplementedError, match="InvertedPendulum-v5 was made without"):
+            env.render()

@@ -103,6 +103,21 @@ def test_tasks_drawing_from_np_random_reset_reproducibly_and_leave_it_alone():
 
 
 @needs_humanoid_bench
+def test_render_draws_the_task_camera_and_follows_the_robot():
+    with make_env("humanoidbench/h1-walk-v0", seed=0) as env:
+        env.reset(seed=0)
+        first = env.render()
+        assert first.shape == (256, 256, 3) and first.dtype == np.uint8  # the package's size
+        assert first.std() > 10
+        rng = np.random.default_rng(0)
+        for _ in range(10):
+            env.step(rng.uniform(-1, 1, env.spec.action_dim))
+        assert np.abs(env.render().astype(int) - first).mean() > 0.5
+        env.reset(seed=0)
+        np.testing.assert_array_equal(env.render(), first)
+
+
+@needs_humanoid_bench
 def test_h1_walk_sizes_and_unknown_ids():
     with make_env("humanoidbench/h1-walk-v0") as env:
         assert env.spec.obs_shape == (51,) and env.spec.action_dim == 19

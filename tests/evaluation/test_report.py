@@ -62,7 +62,14 @@ def test_evaluate_writes_every_episode_return(runs):
 
 
 def test_evaluate_reports_bad_input_without_a_traceback(tmp_path):
-    for args in ([f"run_dir={tmp_path}"], ["episodes=3"], [f"run_dir={tmp_path}", "bogus=1"]):
+    cases = {
+        "has no config.yaml": [f"run_dir={tmp_path}"],
+        "run_dir=<path of a training run> is required": ["episodes=3"],
+        "unknown option(s) ['bogus']": [f"run_dir={tmp_path}", "bogus=1"],
+        "video='maybe' must be true or false": [f"run_dir={tmp_path}", "video=maybe"],
+        "fps=0 must be a number > 0": [f"run_dir={tmp_path}", "fps=0"],
+    }
+    for message, args in cases.items():
         proc = subprocess.run(
             [sys.executable, str(ROOT / "evaluate.py"), *args],
             cwd=ROOT,
@@ -70,7 +77,7 @@ def test_evaluate_reports_bad_input_without_a_traceback(tmp_path):
             text=True,
             timeout=120,
         )
-        assert proc.returncode == 2 and "error:" in proc.stderr
+        assert proc.returncode == 2 and "error:" in proc.stderr and message in proc.stderr
         assert "Traceback" not in proc.stderr
 
 
@@ -118,3 +125,39 @@ def test_report_warns_of_single_seeds_and_unequal_budgets(tmp_path):
     assert "## Caveats" in markdown(uneven, []) and "## Caveats" not in markdown(
         build_report([run("erm", s, 100) for s in (0, 1)], reps=50), []
     )
+
+
+def test_evaluate_writes_the_first_episode_as_a_gif(tmp_path):
+    import imageio.v3 as iio
+
+    run_dir = tmp_path / "pendulum"
+    overrides = [o for o in TINY if not o.startswith("task=")]
+    train.run(load_config([*overrides, "task=gym/InvertedPendulum-v5"]), run_dir)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "evaluate.py"),
+            f"run_dir={run_dir}",
+            "episodes=2",
+            "video=true",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((run_dir / "eval" / "step_300.json").read_text())
+    frames = iio.imread(result["video"], index=None)
+    # One frame after the reset and one per step of the first episode.
+    assert frames.shape[:3] == (result["lengths"][0] + 1, 480, 480)
+    assert frames[..., :3].std() > 5
+
+
+def test_video_of_an_env_that_cannot_render_fails_before_any_episode():
+    from envs import make_env
+    from evaluate import check_renders
+    from mbrl_sam.errors import ConfigError
+
+    with make_env("gym/CartPole-v1") as env, pytest.raises(ConfigError, match="video=true"):
+        check_renders(env, "gym/CartPole-v1")
