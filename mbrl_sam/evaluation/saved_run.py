@@ -26,9 +26,7 @@ def load_saved_run(
     cfg = OmegaConf.load(run_dir / "config.yaml")
     device = resolve_device(device or cfg.device)
     seed_everything(seed)
-    env = make_env(
-        cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=seed, render=render
-    )
+    env = make_env(cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=seed, render=render)
     agent = make_agent(cfg, env.spec, device)
     state = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
     agent.load_state_dict(state["agent"])
