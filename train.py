@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import hydra
@@ -11,8 +12,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from mbrl_sam.errors import ConfigError
 
+# Set on SIGTERM. The trainer also polls it every step: the KeyboardInterrupt raised below can be
+# lost when it lands in code that swallows it (a compiled TD-MPC run once trained on after one).
+STOP = threading.Event()
+
 
 def _interrupt(signum: int, frame: object) -> None:
+    STOP.set()
     raise KeyboardInterrupt
 
 
@@ -44,7 +50,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = Logger(run_dir, use_tensorboard=cfg.tensorboard)
-    trainer = Trainer(cfg, agent, env, eval_env, replay, logger, run_dir)
+    trainer = Trainer(cfg, agent, env, eval_env, replay, logger, run_dir, stop=STOP)
     resumed = cfg.resume is not False and trainer.try_resume()
     OmegaConf.save(cfg, run_dir / "config.yaml")
     n_params = sum(p.numel() for ps in agent.wm.param_groups().values() for p in ps)

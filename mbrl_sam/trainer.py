@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -69,8 +70,11 @@ class Trainer:
         replay: SequenceReplay,
         logger: Logger,
         run_dir: Path,
+        stop: threading.Event | None = None,
     ) -> None:
+        """`stop`, once set, makes run() save a checkpoint and raise KeyboardInterrupt."""
         self.cfg, self.agent, self.env, self.eval_env = cfg, agent, env, eval_env
+        self.stop = stop
         self.replay, self.logger, self.run_dir = replay, logger, Path(run_dir)
         self.repeat = env.spec.action_repeat
         self.counters = {"agent_steps": 0, "updates": 0, "episodes": 0, "last_eval": -1}
@@ -173,6 +177,8 @@ class Trainer:
             limit = self.cfg.time_limit_minutes
             deadline = None if limit is None else start_time + 60 * float(limit)
             while self.counters["agent_steps"] < total_agent_steps:
+                if self.stop is not None and self.stop.is_set():
+                    raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
                     print(f"\nTime limit of {limit} minutes reached at {self.env_steps} env steps.")
                     break

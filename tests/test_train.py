@@ -238,6 +238,30 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_quietly(tmp_path, sig):
     assert 0 < state["counters"]["agent_steps"] < 100000
 
 
+def test_a_stop_request_whose_interrupt_was_lost_still_stops_with_a_checkpoint(
+    tmp_path, monkeypatch
+):
+    from mbrl_sam import trainer as trainer_module
+
+    # As if SIGTERM set train.STOP but its KeyboardInterrupt was swallowed mid-update.
+    original_train = trainer_module.Trainer._train
+
+    def train_then_request_stop(self, window):
+        original_train(self, window)
+        if self.counters["updates"] >= 3:
+            train.STOP.set()
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train", train_then_request_stop)
+    cfg = config(tmp_path, "task=gym/CartPole-v1", "steps=5000", "prefill=100")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.run(cfg, tmp_path)
+    finally:
+        train.STOP.clear()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["counters"]["updates"] >= 3 and 0 < state["counters"]["agent_steps"] < 5000
+
+
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args],
