@@ -42,10 +42,12 @@ def parse(argv: list[str]) -> dict:
 
 def check_renders(env: Any, task: str) -> None:
     """ConfigError, before any episode is played, if `env` cannot render video frames."""
+    from envs.base import RenderUnavailable
+
     env.reset(seed=0)
     try:
         env.render()
-    except NotImplementedError as err:
+    except RenderUnavailable as err:
         raise ConfigError(f"video=true is not available for task={task!r}: {err}") from err
 
 

@@ -10,6 +10,10 @@ import numpy as np
 OBS_MODES = ("state", "pixels")
 
 
+class RenderUnavailable(RuntimeError):
+    """This env cannot give video frames (the adapter has no renderer, or was made without one)."""
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """Shapes and types the agent needs to build its networks and replay buffer."""
@@ -36,7 +40,7 @@ class Env(abc.ABC):
 
     def render(self) -> np.ndarray:
         """The scene now as an (H, W, 3) uint8 frame, for videos (adapters that can override)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot render frames")
+        raise RenderUnavailable(f"{type(self).__name__} cannot render frames")
 
     @abc.abstractmethod
     def close(self) -> None:

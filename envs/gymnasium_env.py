@@ -13,6 +13,7 @@ import numpy as np
 from envs.base import (
     Env,
     EnvSpec,
+    RenderUnavailable,
     as_action_vector,
     check_episode_running,
     discrete_index,
@@ -193,7 +194,7 @@ class GymnasiumEnv(Env):
     def render(self) -> np.ndarray:
         """The env's own rgb_array frame; needs the env made with render=True."""
         if self._env.render_mode != "rgb_array":
-            raise NotImplementedError(f"{self.name} was made without render=True")
+            raise RenderUnavailable(f"{self.name} was made without render=True")
         try:
             frame = self._env.render()
         except gym.error.DependencyNotInstalled as err:
