@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from harness import filled_replay
@@ -22,7 +24,7 @@ from mbrl_sam.runtime import resolve_device, tune_allocator
 from mbrl_sam.sharpness import hutchinson_trace, lanczos, power_iteration, sam_sharpness
 
 
-def timed(probe, fn) -> dict:
+def timed(probe: Any, fn: Callable[[], float]) -> dict:
     """Run fn(); its HVP count and seconds."""
     probe.hvp_count = 0
     start = time.perf_counter()
@@ -30,7 +32,7 @@ def timed(probe, fn) -> dict:
     return {"value": value, "hvps": probe.hvp_count, "seconds": time.perf_counter() - start}
 
 
-def costs(agent, batch: dict, reference_steps: int) -> dict:
+def costs(agent: Any, batch: dict, reference_steps: int) -> dict:
     """Every measurement's cost on one probe batch, and Lanczos convergence."""
     probe = world_model_probe(agent, batch, MeasureConfig())
     op = probe.operator()
