@@ -49,6 +49,21 @@ class Run:
         return float(np.mean(self.final_returns)) / scale
 
 
+def score_rule(task: str) -> str:
+    """How `Run.score` normalises a task's returns, in words for the report."""
+    suite = suite_of(task)
+    if suite is None:
+        return "return / 1000" if task.startswith("dmc/") else "raw return"
+    kind = suite.score["kind"]
+    if kind == "scaled":
+        return f"return / {suite.score['scale']:g} ({suite.name})"
+    if kind == "normalized":
+        game = task.split("/", 1)[1]
+        low, high = suite.score["low"][game], suite.score["high"][game]
+        return f"(return - {low:g}) / ({high:g} - {low:g}) ({suite.name})"
+    return f"success rate, return >= {suite.score['threshold'][task.split('/', 1)[1]]:g}"
+
+
 def _last_eval_record(path: Path) -> dict:
     """The latest line of evals.jsonl (step, returns, hours), or {} without one."""
     if (path / "evals.jsonl").exists():
@@ -124,14 +139,16 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
     for task in tasks:
         row = {}
         for m in methods:
-            finals = [
-                float(np.mean(r.final_returns)) for r in runs if (r.task, r.method) == (task, m)
-            ]
+            mine = [r for r in runs if (r.task, r.method) == (task, m)]
+            finals = [float(np.mean(r.final_returns)) for r in mine]
+            scores = [r.score for r in mine]
             if finals:
                 row[m] = {
                     "mean": float(np.mean(finals)),
                     "std": float(np.std(finals)),
                     "n": len(finals),
+                    "score": float(np.mean(scores)),
+                    "score_std": float(np.std(scores)),
                 }
         table[task] = row
     # Aggregates over the tasks every method has run.
@@ -218,6 +235,15 @@ def markdown(report: dict, plots: list[str]) -> str:
             for m in methods
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += ["", "## Normalised score per task (mean ± std over seeds)", ""]
+    lines.append("| task | " + " | ".join(methods) + " | score |")
+    lines.append("|---|" + "---|" * (len(methods) + 1))
+    for task, row in report["table"].items():
+        cells = [
+            f"{row[m]['score']:.3f} ± {row[m]['score_std']:.3f}" if m in row else "-"
+            for m in methods
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {score_rule(task)} |")
     lines += ["", "## Runs (at their last evaluation)", ""]
     lines += ["| run | task | method | seed | env steps | return | wall hours |"]
     lines.append("|---|---|---|---|---|---|---|")

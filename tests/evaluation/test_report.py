@@ -127,6 +127,31 @@ def test_report_warns_of_single_seeds_and_unequal_budgets(tmp_path):
     )
 
 
+def test_report_gives_each_task_its_suite_score(tmp_path):
+    def run(task: str, method: str, seed: int, returns: list[float]) -> Run:
+        curve = [(0, 0.0), (100, sum(returns) / len(returns))]
+        return Run(tmp_path / f"{method}_{seed}", task, method, seed, curve, returns, {})
+
+    runs = [
+        run("atari/Pong", "erm", 0, [-21.0, -19.0]),  # mean -20
+        run("atari/Pong", "erm", 1, [-6.0]),
+        run("atari/Boxing", "erm", 0, [12.1]),  # human level
+        run("humanoidbench/h1hand-walk-v0", "erm", 0, [710.0, 650.0, 800.0, 100.0]),
+        run("dmc/walker-walk", "erm", 0, [420.0]),
+    ]
+    table = build_report(runs, reps=20)["table"]
+    pong = [(-20 + 20.7) / (14.6 + 20.7), (-6 + 20.7) / (14.6 + 20.7)]
+    assert table["atari/Pong"]["erm"]["score"] == pytest.approx(sum(pong) / 2)
+    assert table["atari/Pong"]["erm"]["score_std"] == pytest.approx(abs(pong[0] - pong[1]) / 2)
+    assert table["atari/Boxing"]["erm"]["score"] == pytest.approx(1.0)
+    assert table["humanoidbench/h1hand-walk-v0"]["erm"]["score"] == pytest.approx(0.5)
+    assert table["dmc/walker-walk"]["erm"]["score"] == pytest.approx(0.42)
+    md = markdown(build_report(runs, reps=20), [])
+    assert "| atari/Boxing | 1.000 ± 0.000 | (return - 0.1) / (12.1 - 0.1) (atari100k) |" in md
+    assert "| dmc/walker-walk | 0.420 ± 0.000 | return / 1000 (dmc_easy) |" in md
+    assert "success rate, return >= 700 |" in md
+
+
 def test_evaluate_writes_the_first_episode_as_a_gif(tmp_path):
     import imageio.v3 as iio
 
