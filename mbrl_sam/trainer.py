@@ -129,6 +129,8 @@ class Trainer:
             "task": self.cfg.task,
             "agent_name": self.cfg.agent.name,
             "probe_batch": self.probe_batch,
+            # So a resumed (or already finished) run shows and returns them before its next eval.
+            "last_returns": {"episode": self.last_return, "eval": self.last_eval_return},
         }
 
     def save(self) -> None:
@@ -143,6 +145,9 @@ class Trainer:
         set_rng_state(state["rng"])
         self.rng.bit_generator.state = state["loop_rng"]
         self.probe_batch = state.get("probe_batch")
+        last = state.get("last_returns", {})
+        self.last_return = last.get("episode", float("nan"))
+        self.last_eval_return = last.get("eval", float("nan"))
 
     def try_resume(self) -> bool:
         """Load run_dir's checkpoint if there is one; True when resumed."""

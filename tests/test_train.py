@@ -181,6 +181,11 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, agent_args):
     assert 0 < before["counters"]["train_seconds"] < after["counters"]["train_seconds"]
     seconds = [3600 * h for h in hours]
     assert before["counters"]["train_seconds"] <= seconds[-1] <= after["counters"]["train_seconds"]
+    # Rerunning a finished run trains no more and returns its last evaluation.
+    last = json.loads((tmp_path / "evals.jsonl").read_text().splitlines()[-1])
+    result = train.run(cfg, tmp_path)
+    assert result["eval_return"] == pytest.approx(np.mean(last["returns"]))
+    assert saved["state"]["counters"]["agent_steps"] == after["counters"]["agent_steps"]
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
