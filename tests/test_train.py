@@ -126,6 +126,7 @@ def assert_same_tree(a, b, path: str = "") -> None:
 
 def assert_same_state(a: dict, b: dict) -> None:
     assert a["counters"] == b["counters"]
+    np.testing.assert_equal(a["last_returns"], b["last_returns"])  # NaN before any episode ends
     assert a["replay"]["total"] == b["replay"]["total"]
     for key, value in a["replay"]["data"].items():
         np.testing.assert_array_equal(value, b["replay"]["data"][key])
