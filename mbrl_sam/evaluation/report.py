@@ -60,7 +60,8 @@ def score_rule(task: str) -> str:
     if kind == "normalized":
         game = task.split("/", 1)[1]
         low, high = suite.score["low"][game], suite.score["high"][game]
-        return f"(return - {low:g}) / ({high:g} - {low:g}) ({suite.name})"
+        minus_low = f"- {low:g}" if low >= 0 else f"+ {-low:g}"
+        return f"(return {minus_low}) / ({high:g} {minus_low}) ({suite.name})"
     return f"success rate, return >= {suite.score['threshold'][task.split('/', 1)[1]]:g}"
 
 
