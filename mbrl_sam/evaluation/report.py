@@ -282,6 +282,7 @@ def plot_curves(runs: list[Run], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     tasks = sorted({r.task for r in runs})
     cols = min(3, len(tasks))
@@ -300,6 +301,7 @@ def plot_curves(runs: list[Run], path: Path) -> None:
             ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
         ax.set_title(task)
         ax.set_xlabel("env steps")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
         ax.set_ylabel("eval return")
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(tasks) :]:
