@@ -52,17 +52,9 @@ class Run:
 def score_rule(task: str) -> str:
     """How `Run.score` normalises a task's returns, in words for the report."""
     suite = suite_of(task)
-    if suite is None:
-        return "return / 1000" if task.startswith("dmc/") else "raw return"
-    kind = suite.score["kind"]
-    if kind == "scaled":
-        return f"return / {suite.score['scale']:g} ({suite.name})"
-    if kind == "normalized":
-        game = task.split("/", 1)[1]
-        low, high = suite.score["low"][game], suite.score["high"][game]
-        minus_low = f"- {low:g}" if low >= 0 else f"+ {-low:g}"
-        return f"(return {minus_low}) / ({high:g} {minus_low}) ({suite.name})"
-    return f"success rate, return >= {suite.score['threshold'][task.split('/', 1)[1]]:g}"
+    if suite is not None:
+        return suite.rule(task)
+    return "return / 1000" if task.startswith("dmc/") else "raw return"
 
 
 def _last_eval_record(path: Path) -> dict:

@@ -42,6 +42,18 @@ class Suite:
         # success: the fraction of episodes whose return reaches the task's threshold.
         return float(np.mean(returns >= self.score["threshold"][game]))
 
+    def rule(self, task: str) -> str:
+        """`normalize`'s formula for `task`, in words for reports."""
+        game = task.split("/", 1)[1]
+        kind = self.score["kind"]
+        if kind == "scaled":
+            return f"return / {self.score['scale']:g} ({self.name})"
+        if kind == "normalized":
+            low, high = self.score["low"][game], self.score["high"][game]
+            minus_low = f"- {low:g}" if low >= 0 else f"+ {-low:g}"
+            return f"(return {minus_low}) / ({high:g} {minus_low}) ({self.name})"
+        return f"success rate, return >= {self.score['threshold'][game]:g} ({self.name})"
+
 
 def suite_dir() -> Path:
     """Where suite files live."""

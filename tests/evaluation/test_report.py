@@ -150,7 +150,7 @@ def test_report_gives_each_task_its_suite_score(tmp_path):
     assert "| atari/Boxing | 1.000 ± 0.000 | (return - 0.1) / (12.1 - 0.1) (atari100k) |" in md
     assert "| atari/Pong | 0.218 ± 0.198 | (return + 20.7) / (14.6 + 20.7) (atari100k) |" in md
     assert "| dmc/walker-walk | 0.420 ± 0.000 | return / 1000 (dmc_easy) |" in md
-    assert "success rate, return >= 700 |" in md
+    assert "success rate, return >= 700 (humanoidbench) |" in md
 
 
 def test_evaluate_writes_the_first_episode_as_a_gif(tmp_path):
