@@ -45,8 +45,12 @@ class Run:
         suite = suite_of(self.task)
         if suite is not None:
             return suite.normalize(self.task, self.final_returns)
-        scale = 1000.0 if self.task.startswith("dmc/") else 1.0
-        return float(np.mean(self.final_returns)) / scale
+        return float(np.mean(self.final_returns)) / _scale_outside_suites(self.task)
+
+
+def _scale_outside_suites(task: str) -> float:
+    """DMC returns lie in [0, 1000]; other tasks that no suite lists keep their raw return."""
+    return 1000.0 if task.startswith("dmc/") else 1.0
 
 
 def score_rule(task: str) -> str:
@@ -54,7 +58,8 @@ def score_rule(task: str) -> str:
     suite = suite_of(task)
     if suite is not None:
         return suite.rule(task)
-    return "return / 1000" if task.startswith("dmc/") else "raw return"
+    scale = _scale_outside_suites(task)
+    return f"return / {scale:g}" if scale != 1.0 else "raw return"
 
 
 def _last_eval_record(path: Path) -> dict:

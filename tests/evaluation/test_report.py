@@ -139,14 +139,15 @@ def test_report_gives_each_task_its_suite_score(tmp_path):
         run("humanoidbench/h1hand-walk-v0", "erm", 0, [710.0, 650.0, 800.0, 100.0]),
         run("dmc/walker-walk", "erm", 0, [420.0]),
     ]
-    table = build_report(runs, reps=20)["table"]
+    report = build_report(runs, reps=20)
+    table = report["table"]
     pong = [(-20 + 20.7) / (14.6 + 20.7), (-6 + 20.7) / (14.6 + 20.7)]
     assert table["atari/Pong"]["erm"]["score"] == pytest.approx(sum(pong) / 2)
     assert table["atari/Pong"]["erm"]["score_std"] == pytest.approx(abs(pong[0] - pong[1]) / 2)
     assert table["atari/Boxing"]["erm"]["score"] == pytest.approx(1.0)
     assert table["humanoidbench/h1hand-walk-v0"]["erm"]["score"] == pytest.approx(0.5)
     assert table["dmc/walker-walk"]["erm"]["score"] == pytest.approx(0.42)
-    md = markdown(build_report(runs, reps=20), [])
+    md = markdown(report, [])
     assert "| atari/Boxing | 1.000 ± 0.000 | (return - 0.1) / (12.1 - 0.1) (atari100k) |" in md
     assert "| atari/Pong | 0.218 ± 0.198 | (return + 20.7) / (14.6 + 20.7) (atari100k) |" in md
     assert "| dmc/walker-walk | 0.420 ± 0.000 | return / 1000 (dmc_easy) |" in md
