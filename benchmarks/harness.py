@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from envs import make_env
-from envs.base import EnvSpec
-from mbrl_sam.replay import SequenceReplay
-from mbrl_sam.trainer import random_action
+# The checkout these scripts sit in, not whichever clone `pip install -e` last pointed at: with
+# two clones side by side, a benchmark would otherwise time the other one's code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from envs import make_env  # noqa: E402
+from envs.base import EnvSpec  # noqa: E402
+from mbrl_sam.replay import SequenceReplay  # noqa: E402
+from mbrl_sam.trainer import random_action  # noqa: E402
 
 
 def filled_replay(
