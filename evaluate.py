@@ -59,6 +59,7 @@ def evaluate(args: dict) -> dict:
     from mbrl_sam.evaluation.saved_run import load_saved_run
     from mbrl_sam.evaluation.suites import suite_of
     from mbrl_sam.evaluation.video import write_gif
+    from mbrl_sam.runtime import matmul_precision
 
     run_dir = Path(args["run_dir"])
     cfg, agent, env, state = load_saved_run(run_dir, args["device"], args["seed"], args["video"])
@@ -67,7 +68,8 @@ def evaluate(args: dict) -> dict:
     frames = [] if args["video"] else None
     if args["video"]:
         check_renders(env, cfg.task)
-    with torch.no_grad():
+    # As the run trained (runs from before the setting used float32 products).
+    with torch.no_grad(), matmul_precision(cfg.get("matmul_precision", "highest")):
         episodes = run_episodes(
             agent, env, args["episodes"], seed, args["explore"], args["progress"], frames
         )

@@ -41,6 +41,7 @@ def main() -> None:
         from mbrl_sam.evaluation.flatness import measure_all
         from mbrl_sam.evaluation.saved_run import load_saved_run
         from mbrl_sam.replay import SequenceReplay
+        from mbrl_sam.runtime import matmul_precision
 
         cfg, agent, env, state = load_saved_run(run_dir, device, mcfg.seed)
     except ConfigError as err:
@@ -56,7 +57,9 @@ def main() -> None:
         replay.load_state_dict(state["replay"])
         rng = np.random.default_rng(mcfg.seed)
         batch = replay.sample(cfg.agent.batch_size, cfg.agent.batch_length, rng)
-    result = measure_all(agent, batch, env, mcfg, seed=4 * 10**6)
+    # The value gap and model error as the run acts (sharpness is always measured in float32).
+    with matmul_precision(cfg.get("matmul_precision", "highest")):
+        result = measure_all(agent, batch, env, mcfg, seed=4 * 10**6)
     env.close()
     env_steps = state["counters"]["agent_steps"] * env.spec.action_repeat
     result.update(task=cfg.task, objective=cfg.objective.name, env_steps=env_steps)

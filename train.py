@@ -31,7 +31,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from mbrl_sam.config import validate_config
     from mbrl_sam.logger import Logger
     from mbrl_sam.replay import SequenceReplay
-    from mbrl_sam.runtime import resolve_device, seed_everything, tune_allocator
+    from mbrl_sam.runtime import matmul_precision, resolve_device, seed_everything, tune_allocator
     from mbrl_sam.trainer import Trainer
 
     validate_config(cfg, run_dir)
@@ -61,7 +61,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         + (f" from step {trainer.env_steps}" if resumed else ""),
         flush=True,
     )
-    result = trainer.run()
+    with matmul_precision(cfg.matmul_precision):
+        result = trainer.run()
     env.close()
     eval_env.close()
     print(f"Done: {trainer.env_steps} env steps, eval return {result['eval_return']:.1f}")

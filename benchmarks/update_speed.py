@@ -20,7 +20,7 @@ from harness import filled_replay, gflop, matmul_gflops, sync, time_call
 
 from agents import make_agent
 from mbrl_sam.config import load_config
-from mbrl_sam.runtime import resolve_device, tune_allocator
+from mbrl_sam.runtime import matmul_precision, resolve_device, tune_allocator
 
 DEFAULT_SIZES = {"dreamer": ["tiny", "S"], "tdmpc": ["1M", "5M"]}
 
@@ -94,28 +94,30 @@ def main() -> None:
     }
     variants = {"base": [], **{v: [v] for v in args.against}}
     for size in args.sizes or DEFAULT_SIZES[args.agent]:
-        agents, times = {}, {}
+        agents, times, precision = {}, {}, {}
         for (name, extra), objective in itertools.product(variants.items(), ("erm", "sam")):
             overrides = [f"agent={args.agent}", f"size={size}", f"objective={objective}"]
             task = [f"task={args.task}", f"obs={args.obs}"]
             cfg = load_config([*overrides, *task, *args.overrides, *extra])
             torch.manual_seed(0)
             agents[name, objective] = make_agent(cfg, spec, device)
+            precision[name] = cfg.matmul_precision  # process-wide, so set around each call
             times[name, objective] = {"model": [], "full": [], "act": []}
         batch_shape = (cfg.agent.batch_size, cfg.agent.batch_length)
         act_state = {key: None for key in agents}
         for i in range(args.warmup + args.repeats):
             for key, agent in agents.items():
-                batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
-                obs = replay.sample(1, 1)["obs"][0, 0].numpy()  # a real observation
-                step = i + 1
-                model_s = time_call(lambda: agent.model_step(batch, step), device)  # noqa: B023
-                full_s = time_call(lambda: agent.update(batch, step), device)  # noqa: B023
-                state = act_state[key]
-                start = time.perf_counter()
-                _, act_state[key] = agent.act(obs, state, state is None, explore=True)
-                sync(device)
-                act_s = time.perf_counter() - start
+                with matmul_precision(precision[key[0]]):
+                    batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
+                    obs = replay.sample(1, 1)["obs"][0, 0].numpy()  # a real observation
+                    step = i + 1
+                    model_s = time_call(lambda: agent.model_step(batch, step), device)  # noqa: B023
+                    full_s = time_call(lambda: agent.update(batch, step), device)  # noqa: B023
+                    state = act_state[key]
+                    start = time.perf_counter()
+                    _, act_state[key] = agent.act(obs, state, state is None, explore=True)
+                    sync(device)
+                    act_s = time.perf_counter() - start
                 if i >= args.warmup:
                     times[key]["model"].append(model_s)
                     times[key]["full"].append(full_s)
@@ -124,7 +126,8 @@ def main() -> None:
         for name in variants:
             pair = {o: agents[name, o] for o in ("erm", "sam")}
             batch = {k: v.to(device) for k, v in replay.sample(*batch_shape).items()}
-            results[name] = summarise(pair, {o: times[name, o] for o in pair}, batch, device)
+            with matmul_precision(precision[name]):
+                results[name] = summarise(pair, {o: times[name, o] for o in pair}, batch, device)
         for name in args.against:
             ratios = {k: results[name][k] / results["base"][k] for k in RATIO_KEYS}
             results[name]["over_base"] = {k: round(v, 2) for k, v in ratios.items()}

@@ -14,6 +14,7 @@ def validate_config(cfg: Any, run_dir: Path) -> None:
     """Raise ConfigError naming the first invalid value and what would be valid."""
     from agents import AGENTS, PLANNER_CHOICES, build_objective
     from envs import validate_task
+    from mbrl_sam.runtime import MATMUL_PRECISIONS
 
     check_choice("obs", cfg.obs, ("state", "pixels"))
     validate_task(cfg.task, cfg.obs)
@@ -38,6 +39,7 @@ def validate_config(cfg: Any, run_dir: Path) -> None:
         check_positive("time_limit_minutes", cfg.time_limit_minutes)
     if cfg.threads is not None:
         check_int("threads", cfg.threads, 1)
+    check_choice("matmul_precision", cfg.matmul_precision, MATMUL_PRECISIONS)
     checkpoint = Path(run_dir) / CHECKPOINT
     if cfg.resume is True and not checkpoint.exists():
         raise ConfigError(f"resume=true but {checkpoint} does not exist; check run_dir={run_dir}")

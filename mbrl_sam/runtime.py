@@ -1,16 +1,22 @@
-"""Run-wide settings: the compute device, CPU threads and seeding."""
+"""Run-wide settings: the compute device, matmul precision, CPU threads and seeding."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import random
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from mbrl_sam.errors import ConfigError
+from mbrl_sam.errors import ConfigError, check_choice
+
+# torch's names: highest keeps float32 products; high allows TF32 (CUDA); medium allows bfloat16
+# products with float32 sums (CUDA, and CPUs with AMX or AVX512-BF16 through oneDNN).
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -36,6 +42,18 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device={name!r} is not valid; choose one of: auto, cpu, cuda, mps")
     return device
+
+
+@contextlib.contextmanager
+def matmul_precision(name: str) -> Iterator[None]:
+    """Run a block at the given float32 matmul precision, restoring the previous one after."""
+    check_choice("matmul_precision", name, MATMUL_PRECISIONS)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(name)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def seed_everything(seed: int) -> None:

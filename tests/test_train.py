@@ -53,18 +53,20 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
 
 
 @pytest.mark.parametrize(
-    "task,obs,steps,prefill",
+    "task,obs,steps,prefill,precision",
     [
         # A DMC episode is 1000 env steps; the long prefill keeps the updates few.
-        ("dmc/cartpole-swingup", "state", 1200, 800),
-        ("dmc/cartpole-swingup", "pixels", 1100, 900),
-        ("gym/CartPole-v1", "state", 500, 200),
+        ("dmc/cartpole-swingup", "state", 1200, 800, "highest"),
+        ("dmc/cartpole-swingup", "pixels", 1100, 900, "highest"),
+        ("gym/CartPole-v1", "state", 500, 200, "medium"),
     ],
 )
-def test_short_run_writes_logs_and_checkpoint(tmp_path, task, obs, steps, prefill):
+def test_short_run_writes_logs_and_checkpoint(tmp_path, task, obs, steps, prefill, precision):
     overrides = [f"task={task}", f"obs={obs}", f"steps={steps}", f"prefill={prefill}"]
+    overrides.append(f"matmul_precision={precision}")
     cfg = config(tmp_path, *overrides, "eval_every=2000")  # evaluated at 0 and at the end
     result = train.run(cfg, tmp_path)
+    assert torch.get_float32_matmul_precision() == "highest"  # the caller's, restored
     assert np.isfinite(result["eval_return"])
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "config.yaml").exists()
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
@@ -82,12 +84,13 @@ def test_short_run_writes_logs_and_checkpoint(tmp_path, task, obs, steps, prefil
 
 
 @pytest.mark.parametrize(
-    "task,steps,planner",
-    [("dmc/cartpole-swingup", 600, "mppi"), ("gym/Pendulum-v1", 400, "cem")],
+    "task,steps,planner,precision",
+    [("dmc/cartpole-swingup", 600, "mppi", "highest"), ("gym/Pendulum-v1", 400, "cem", "medium")],
 )
-def test_tdmpc_short_run_with_sam_on_a_subset(tmp_path, task, steps, planner):
+def test_tdmpc_short_run_with_sam_on_a_subset(tmp_path, task, steps, planner, precision):
     cfg = config(
         tmp_path,
+        f"matmul_precision={precision}",
         "agent=tdmpc",
         f"task={task}",
         f"steps={steps}",
@@ -98,6 +101,8 @@ def test_tdmpc_short_run_with_sam_on_a_subset(tmp_path, task, steps, planner):
     )
     result = train.run(cfg, tmp_path)
     assert np.isfinite(result["eval_return"])
+    # Saved with the run, so evaluate.py and measure.py act as it trained.
+    assert f"matmul_precision: {precision}" in (tmp_path / "config.yaml").read_text()
     tags = scalars(tmp_path)
     for tag in ("train/model/loss", "train/model/sharpness", "train/policy/pi_loss", "eval/return"):
         assert tag in tags, (tag, sorted(tags))
@@ -288,6 +293,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         (["objective=nosuch"], ["nosuch", "sam", "erm"]),
         (["size=XL"], ["XL", "tiny"]),
         (["obs=depth"], ["depth", "pixels"]),
+        (["matmul_precision=low"], ["low", "highest", "medium"]),
     ],
 )
 def test_bad_values_fail_at_startup_with_clear_message(tmp_path, args, expected):

@@ -15,6 +15,7 @@ from envs.base import Env
 from mbrl_sam.evaluation.model_error import measure_model_error
 from mbrl_sam.evaluation.value_gap import measure_value_gap
 from mbrl_sam.objectives import select_params
+from mbrl_sam.runtime import matmul_precision
 from mbrl_sam.sharpness import (
     LossProbe,
     hutchinson_trace,
@@ -56,6 +57,13 @@ def world_model_probe(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) 
 
 def sharpness_measures(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) -> dict:
     """Top eigenvalue (vs 2/lr), trace, SAM sharpness, Adam-preconditioned sharpness."""
+    # In float32 whatever the run trains with: L(w + eps) - L(w) and the Lanczos recurrence
+    # are differences of nearby values that bfloat16 products would drown in rounding.
+    with matmul_precision("highest"):
+        return _sharpness_measures(agent, batch, cfg)
+
+
+def _sharpness_measures(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) -> dict:
     probe = world_model_probe(agent, batch, cfg)
     adam = agent.wm_opt.adam
     lr = float(adam.param_groups[-1]["lr"])
