@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class Run:
     final_returns: list[float]  # per-episode returns of the last evaluation
     measures: dict[str, float]  # the last flatness measurement's scalars (may be empty)
     hours: float | None = None  # wall-clock training hours at the last evaluation, if logged
+    curve_hours: dict[int, float] = field(default_factory=dict)  # env steps -> training hours
 
     @property
     def score(self) -> float:
@@ -62,13 +63,11 @@ def score_rule(task: str) -> str:
     return f"return / {scale:g}" if scale != 1.0 else "raw return"
 
 
-def _last_eval_record(path: Path) -> dict:
-    """The latest line of evals.jsonl (step, returns, hours), or {} without one."""
-    if (path / "evals.jsonl").exists():
-        lines = (path / "evals.jsonl").read_text().splitlines()
-        if lines:
-            return json.loads(lines[-1])
-    return {}
+def _eval_records(path: Path) -> list[dict]:
+    """The lines of evals.jsonl (step, returns, hours), oldest first; [] without the file."""
+    if not (path / "evals.jsonl").exists():
+        return []
+    return [json.loads(line) for line in (path / "evals.jsonl").read_text().splitlines()]
 
 
 def _final_returns(path: Path, record: dict, curve: list[tuple[int, float]]) -> list[float]:
@@ -93,10 +92,13 @@ def load_run(path: Path) -> Run | None:
     if not curve:
         return None
     method = f"{cfg.agent.name}-{cfg.objective.name}"
-    record = _last_eval_record(path)
+    records = _eval_records(path)
+    record = records[-1] if records else {}
     finals = _final_returns(path, record, curve)
     measures = _final_measures(path)
-    return Run(path, cfg.task, method, int(cfg.seed), curve, finals, measures, record.get("hours"))
+    hours = {int(r["step"]): r["hours"] for r in records if r.get("hours") is not None}
+    last_hours = record.get("hours")
+    return Run(path, cfg.task, method, int(cfg.seed), curve, finals, measures, last_hours, hours)
 
 
 def _final_measures(path: Path) -> dict[str, float]:
@@ -189,6 +191,7 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
         "methods": methods,
         "tasks": tasks,
         "caveats": caveats(table, listing),
+        "curves": {task: curve_table([r for r in runs if r.task == task]) for task in tasks},
         "runs": listing,
         "measures": measures,
         "aggregate_tasks": common,
@@ -196,6 +199,42 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
         "aggregates": aggregates,
         "improvement": improvement,
     }
+
+
+def curve_table(runs: list[Run]) -> dict[str, dict[str, list[float | None]]]:
+    """Per method: env steps, mean eval return over seeds and mean training hours there."""
+    out = {}
+    for m in sorted({r.method for r in runs}):
+        mine = [r for r in runs if r.method == m]
+        steps = sorted({s for r in mine for s, _ in r.curve})
+        returns, hours = [], []
+        for step in steps:
+            values = [dict(r.curve)[step] for r in mine if step in dict(r.curve)]
+            times = [r.curve_hours[step] for r in mine if step in r.curve_hours]
+            returns.append(float(np.mean(values)))
+            hours.append(float(np.mean(times)) if times else None)
+        out[m] = {"steps": steps, "return": returns, "hours": hours}
+    return out
+
+
+def _curve_markdown(task: str, curves: dict, max_rows: int = 21) -> list[str]:
+    """One task's curve table: a row per eval step (thinned to `max_rows`), a column per method."""
+    steps = sorted({s for c in curves.values() for s in c["steps"]})
+    every = -(-len(steps) // max_rows)
+    shown = sorted(set(steps[::every]) | {steps[-1]})
+    lines = [f"### {task}", "", "| env steps | " + " | ".join(curves) + " |"]
+    lines.append("|---|" + "---|" * len(curves))
+    for step in shown:
+        cells = []
+        for c in curves.values():
+            if step not in c["steps"]:
+                cells.append("-")
+                continue
+            i = c["steps"].index(step)
+            hours = "" if c["hours"][i] is None else f" ({c['hours'][i]:.2f} h)"
+            cells.append(f"{c['return'][i]:.1f}{hours}")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def caveats(table: dict, listing: list[dict]) -> list[str]:
@@ -249,6 +288,9 @@ def markdown(report: dict, plots: list[str]) -> str:
         hours = "-" if r["hours"] is None else f"{r['hours']:.2f}"
         cells = [r["run"], r["task"], r["method"], r["seed"], r["steps"], f"{r['return']:.1f}"]
         lines.append("| " + " | ".join(map(str, cells)) + f" | {hours} |")
+    lines += ["", "## Eval return against env steps (mean over seeds; training hours)", ""]
+    for i, (task, curves) in enumerate(report["curves"].items()):
+        lines += ([""] if i else []) + _curve_markdown(task, curves)
     if report["aggregates"]:
         lines += ["", "## Aggregate normalised score (95% stratified bootstrap CI)", ""]
         lines.append(f"Tasks: {', '.join(report['aggregate_tasks'])}.")

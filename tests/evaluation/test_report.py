@@ -96,7 +96,18 @@ def test_report_has_tables_statistics_and_plots(runs, tmp_path):
     last = json.loads((runs / "erm_0" / "evals.jsonl").read_text().splitlines()[-1])
     assert listed["dreamer-erm", 0]["hours"] == last["hours"]
     assert listed["dreamer-erm", 0]["return"] == pytest.approx(sum(last["returns"]) / 2)
+    curve = report["curves"]["gym/CartPole-v1"]["dreamer-erm"]
+    evals = [
+        [json.loads(x) for x in (runs / f"erm_{seed}" / "evals.jsonl").read_text().splitlines()]
+        for seed in (0, 1)
+    ]
+    assert curve["steps"] == [0, 150, 300]
+    for i in range(3):
+        means = [sum(e[i]["returns"]) / 2 for e in evals]
+        assert curve["return"][i] == pytest.approx(sum(means) / 2)
+        assert curve["hours"][i] == pytest.approx((evals[0][i]["hours"] + evals[1][i]["hours"]) / 2)
     md = (tmp_path / "report" / "report.md").read_text()
+    assert f"| 300 | {curve['return'][2]:.1f} ({curve['hours'][2]:.2f} h) | " in md
     assert "| erm_0 | gym/CartPole-v1 | dreamer-erm | 0 | 300 |" in md
     assert "| gym/CartPole-v1 |" in md and "iqm" in md and "Probability of improvement" in md
     for png in ("curves.png", "aggregates.png"):
@@ -125,6 +136,26 @@ def test_report_warns_of_single_seeds_and_unequal_budgets(tmp_path):
     assert "## Caveats" in markdown(uneven, []) and "## Caveats" not in markdown(
         build_report([run("erm", s, 100) for s in (0, 1)], reps=50), []
     )
+
+
+def test_curve_table_marks_missing_steps_and_thins_long_curves(tmp_path):
+    long = [(step, float(step)) for step in range(0, 50_001, 1000)]  # 51 evaluations
+    runs = [
+        Run(tmp_path / "a", "dmc/walker-walk", "erm", 0, long, [50_000.0], {}),
+        Run(tmp_path / "b", "dmc/walker-walk", "sam", 0, long[:3], [2000.0], {}, 0.5, {2000: 0.5}),
+    ]
+    report = build_report(runs, reps=20)
+    sam = report["curves"]["dmc/walker-walk"]["sam"]
+    assert sam == {
+        "steps": [0, 1000, 2000],
+        "return": [0.0, 1000.0, 2000.0],
+        "hours": [None, None, 0.5],
+    }
+    md = markdown(report, []).split("### dmc/walker-walk\n\n")[1]
+    rows = md.split("\n\n")[0].splitlines()[2:]  # below the header and the separator
+    steps = [int(row.split(" | ")[0][2:]) for row in rows]
+    assert steps == list(range(0, 50_001, 3000)) + [50_000]  # every 3rd of 51, and the last
+    assert "| 0 | 0.0 | 0.0 |" in rows and "| 3000 | 3000.0 | - |" in rows
 
 
 def test_report_gives_each_task_its_suite_score(tmp_path):
