@@ -19,6 +19,19 @@ def agent(*overrides):
     return make_agent(cfg, SPEC, torch.device("cpu"))
 
 
+def random_batch(size: int, length: int = 4) -> dict[str, torch.Tensor]:
+    """A replay-shaped batch of random steps for SPEC, no episode boundaries."""
+    rng = np.random.default_rng(0)
+    shape = (size, length)
+    return {
+        "obs": torch.as_tensor(rng.standard_normal((*shape, 5)), dtype=torch.float32),
+        "action": torch.as_tensor(rng.uniform(-1, 1, (*shape, 3)), dtype=torch.float32),
+        "reward": torch.as_tensor(rng.standard_normal(shape), dtype=torch.float32),
+        "is_first": torch.zeros(shape, dtype=torch.bool),
+        "is_terminal": torch.zeros(shape, dtype=torch.bool),
+    }
+
+
 def set_constant(twohot, bias, value):
     """Make a zero-weight two-hot head predict `value` everywhere."""
     with torch.no_grad():
@@ -100,14 +113,7 @@ def test_compiled_mlps_give_the_eager_values_and_keep_checkpoint_keys():
 def test_compiled_agent_trains_on_the_same_loss_and_measures_the_eager_hessian():
     eager, compiled = agent(), agent("agent.compile=true")
     compiled.wm.load_state_dict(eager.wm.state_dict())
-    rng = np.random.default_rng(0)
-    batch = {
-        "obs": torch.as_tensor(rng.standard_normal((8, 4, 5)), dtype=torch.float32),
-        "action": torch.as_tensor(rng.uniform(-1, 1, (8, 4, 3)), dtype=torch.float32),
-        "reward": torch.as_tensor(rng.standard_normal((8, 4)), dtype=torch.float32),
-        "is_first": torch.zeros(8, 4, dtype=torch.bool),
-        "is_terminal": torch.zeros(8, 4, dtype=torch.bool),
-    }
+    batch = random_batch(8)
     compiled.update(batch, 1)  # the training path runs the compiled graphs first
     compiled.wm.load_state_dict(eager.wm.state_dict())
     losses = []

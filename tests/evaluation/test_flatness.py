@@ -11,12 +11,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from agents import make_agent
-from envs.base import EnvSpec
 from mbrl_sam.config import load_config
 from mbrl_sam.evaluation.flatness import MeasureConfig, sharpness_measures
 from mbrl_sam.evaluation.report import write_report
 from mbrl_sam.runtime import matmul_precision
+from tests.agents.test_tdmpc import agent as tdmpc_agent
+from tests.agents.test_tdmpc import random_batch
 from tests.test_runtime import bf16_products_here
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,18 +94,7 @@ def test_measure_rejects_unknown_options():
 
 @pytest.mark.skipif(not bf16_products_here(), reason="this CPU has no bfloat16 matmul support")
 def test_sharpness_is_measured_in_float32_whatever_the_run_trains_with():
-    torch.manual_seed(0)
-    cfg = load_config(["agent=tdmpc", "size=tiny", "objective=sam", "task=gym/Pendulum-v1"])
-    spec = EnvSpec((3,), np.float32, 1, False, 1)
-    agent = make_agent(cfg, spec, torch.device("cpu"))
-    rng = np.random.default_rng(0)
-    batch = {
-        "obs": torch.as_tensor(rng.standard_normal((16, 4, 3)), dtype=torch.float32),
-        "action": torch.as_tensor(rng.uniform(-1, 1, (16, 4, 1)), dtype=torch.float32),
-        "reward": torch.as_tensor(rng.standard_normal((16, 4)), dtype=torch.float32),
-        "is_first": torch.zeros(16, 4, dtype=torch.bool),
-        "is_terminal": torch.zeros(16, 4, dtype=torch.bool),
-    }
+    agent, batch = tdmpc_agent(), random_batch(16)
     mcfg = MeasureConfig(lanczos_steps=4, trace_samples=2)
     measured = {}
     for precision in ("highest", "medium"):
