@@ -96,7 +96,7 @@ def commands(name: str, root: Path, extra: list[str]) -> list[tuple[Path, list[s
 
 
 def status(run_dir: Path) -> str:
-    """One line on a run: env steps logged of its budget, and its latest evaluation."""
+    """One line on a run: env steps of its budget, its latest evaluation, hours and rate."""
     if not (run_dir / "config.yaml").exists():
         return f"{run_dir.name}: not started"
     budget = OmegaConf.load(run_dir / "config.yaml").steps
@@ -115,6 +115,9 @@ def status(run_dir: Path) -> str:
         last = f", eval at {evals[-1]['step']}: {sum(returns) / len(returns):.1f}"
     if hours is not None:
         last += f", {hours:.2f} h of training"
+    if hours and 0 < steps < budget:
+        rate = steps / hours  # the prefill's random steps are fast, so a slight overestimate
+        last += f", {rate / 1000:.1f}k env steps/h, ~{(budget - steps) / rate:.1f} h to go"
     return f"{run_dir.name}: {steps} of {budget} env steps{last}"
 
 

@@ -1,3 +1,5 @@
+"""benchmarks/harness.py: the scripts import the checkout they sit in."""
+
 import subprocess
 import sys
 from pathlib import Path
