@@ -205,12 +205,12 @@ def curve_table(runs: list[Run]) -> dict[str, dict[str, list[float | None]]]:
     """Per method: env steps, mean eval return over seeds and mean training hours there."""
     out = {}
     for m in sorted({r.method for r in runs}):
-        mine = [r for r in runs if r.method == m]
-        steps = sorted({s for r in mine for s, _ in r.curve})
+        mine = [(dict(r.curve), r.curve_hours) for r in runs if r.method == m]
+        steps = sorted({s for curve, _ in mine for s in curve})
         returns, hours = [], []
         for step in steps:
-            values = [dict(r.curve)[step] for r in mine if step in dict(r.curve)]
-            times = [r.curve_hours[step] for r in mine if step in r.curve_hours]
+            values = [curve[step] for curve, _ in mine if step in curve]
+            times = [hrs[step] for _, hrs in mine if step in hrs]
             returns.append(float(np.mean(values)))
             hours.append(float(np.mean(times)) if times else None)
         out[m] = {"steps": steps, "return": returns, "hours": hours}
