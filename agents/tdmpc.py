@@ -59,16 +59,19 @@ class TDMPCAgent:
         self.discount, self.tau, self.entropy_coef = discount, tau, entropy_coef
         self.wm = TDMPCWorldModel(spec.obs_shape[0], spec.action_dim, TDMPCModelConfig(**model))
         self.wm.to(device)
-        self._loss = self.wm.loss
+        self._loss, self._plan_value = self.wm.loss, self.estimate_value
         if compile:
-            # Every MLP, compiled in place so checkpoints keep their keys (compiling the whole
-            # value estimate trips an inductor error in torch 2.13), and the training loss as one
-            # graph, which fuses its elementwise work (`update_speed.py --against
-            # agent.compile=true` times it against eager).
+            # Every MLP, compiled in place so checkpoints keep their keys; the training loss and
+            # the planner's value estimate each as one graph, which fuses their elementwise work
+            # (`update_speed.py --against agent.compile=true` times it against eager). On the
+            # value estimate inductor's pattern matcher fails in torch 2.13; eager's random ops
+            # keep its draws those of the eager agent.
             wm = self.wm
             for module in (wm.encoder, wm.dynamics, wm.reward_head, wm.qs, wm.target_qs, wm.pi.net):
                 module.compile(dynamic=True)
             self._loss = torch.compile(self.wm.loss)
+            options = {"pattern_matcher": False, "fallback_random": True}
+            self._plan_value = torch.compile(self.estimate_value, options=options)
         groups = self.wm.param_groups()
         enc_lr = model_opt["lr"] * model_opt.pop("enc_lr_scale")
         # The encoder learns slower (TD-MPC2's enc_lr_scale), the other model parts at lr.
@@ -105,7 +108,7 @@ class TDMPCAgent:
         else:
             self.planner.load_state_dict(state)
         prior = self._policy_trajectories(z, self.planner.cfg.prior_trajectories)
-        action = self.planner.plan(lambda a: self.estimate_value(z, a), prior, explore)
+        action = self.planner.plan(lambda a: self._plan_value(z, a), prior, explore)
         self.wm.train()
         return action.cpu().numpy(), self.planner.state_dict()
 
