@@ -15,7 +15,31 @@ from mbrl_sam.errors import ConfigError
 from mbrl_sam.objectives import Objective, select_params
 from mbrl_sam.optim import ClosureOptimizer
 from mbrl_sam.planners import PlannerConfig, make_planner
-from mbrl_sam.world_models.tdmpc import TDMPCModelConfig, TDMPCWorldModel
+from mbrl_sam.world_models.tdmpc import TDMPCModelConfig, TDMPCWorldModel, squashed_log_prob
+
+
+def heuristic_discount(
+    episode_length: int, denom: float = 5.0, low: float = 0.95, high: float = 0.995
+) -> float:
+    """TD-MPC2's discount for episodes of `episode_length` agent steps:
+    clamp((L/denom - 1) / (L/denom), low, high)."""
+    frac = episode_length / denom
+    return min(max((frac - 1) / frac, low), high)
+
+
+def resolve_discount(discount: float | str, spec: EnvSpec) -> float:
+    """A number as given; `auto` from the env's episode length as TD-MPC2 does."""
+    if discount != "auto":
+        value = float(discount)
+        if not 0 < value <= 1:
+            raise ConfigError(f"agent.discount={discount} must lie in (0, 1], or be auto")
+        return value
+    if not spec.episode_length:
+        raise ConfigError(
+            "agent.discount=auto needs a fixed episode length, and this task has none; "
+            "set agent.discount to a number in (0, 1], e.g. 0.99"
+        )
+    return heuristic_discount(spec.episode_length)
 
 
 class RunningScale:
@@ -44,7 +68,7 @@ class TDMPCAgent:
         objective: Objective,
         perturb: str,
         device: torch.device,
-        discount: float = 0.99,
+        discount: float | str = "auto",
         tau: float = 0.01,
         entropy_coef: float = 1e-4,
         scale_rate: float = 0.01,
@@ -56,7 +80,8 @@ class TDMPCAgent:
                 "for pixels or discrete actions use agent=dreamer"
             )
         self.spec, self.device = spec, device
-        self.discount, self.tau, self.entropy_coef = discount, tau, entropy_coef
+        self.discount = resolve_discount(discount, spec)
+        self.tau, self.entropy_coef = tau, entropy_coef
         self.wm = TDMPCWorldModel(spec.obs_shape[0], spec.action_dim, TDMPCModelConfig(**model))
         self.wm.to(device)
         self._loss, self._plan_value = self.wm.loss, self.estimate_value
@@ -162,8 +187,9 @@ class TDMPCAgent:
         metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
         return aux, metrics
 
-    def _update_policy(self, zs: Tensor) -> dict[str, float]:
-        """Maximise the scaled Q of the policy's actions plus an entropy bonus, over the window."""
+    def policy_loss(self, zs: Tensor) -> Callable[[], tuple[Tensor, dict]]:
+        """The policy prior's loss on latents (T, B, L) as a closure: the scaled Q of its
+        actions plus an entropy bonus, rho^t-weighted over the window (TD-MPC2's)."""
         weights = self.wm.cfg.rho ** torch.arange(zs.shape[0], device=zs.device).float()
         qs_params = list(self.wm.qs.parameters())
 
@@ -177,13 +203,18 @@ class TDMPCAgent:
                 for p in qs_params:
                     p.requires_grad_(True)
             self.q_scale.update(q[0])
-            # TD-MPC2 scales the entropy bonus by the action dimension.
+            # TD-MPC2's bonus: the pre-tanh Gaussian's entropy estimate times the action dim.
             entropy = -log_prob * self.spec.action_dim
             objective = q / self.q_scale.value + self.entropy_coef * entropy
             loss = -(weights[:, None] * objective).mean()
-            return loss, {"pi_loss": loss.detach(), "pi_entropy": (-log_prob).mean().detach()}
+            pi_entropy = -squashed_log_prob(action, log_prob).mean()
+            return loss, {"pi_loss": loss.detach(), "pi_entropy": pi_entropy.detach()}
 
-        aux, metrics = self.pi_opt.step(policy_loss)
+        return policy_loss
+
+    def _update_policy(self, zs: Tensor) -> dict[str, float]:
+        """One step of the policy prior on the world model's latents."""
+        aux, metrics = self.pi_opt.step(self.policy_loss(zs))
         out = {f"policy/{k}": float(v) for k, v in aux.items()}
         out["policy/grad_norm"] = metrics["final_grad_norm"]
         out["policy/q_scale"] = float(self.q_scale.value)

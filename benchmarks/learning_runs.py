@@ -48,6 +48,23 @@ EXPERIMENTS: dict[str, tuple[list[str], list[str], list[int], list[str]]] = {
             "eval_episodes=2",
         ],
     ),
+    # Issue 19: ours beside the official TD-MPC2 at the same budget and evaluation schedule
+    # (the official side: benchmarks/official_tdmpc2.py --task cartpole-swingup --steps 30000
+    # --eval-every 5000 --eval-episodes 1 --seed 1). One thread each: --parallel 1 threads=1.
+    # One eval episode: on one core a 500-plan episode costs minutes.
+    "tdmpc_vs_official": (
+        ["dmc/cartpole-swingup"],
+        ["erm"],
+        [1],
+        [
+            "agent=tdmpc",
+            "size=1M",
+            "agent.compile=true",
+            "steps=30000",
+            "eval_every=5000",
+            "eval_episodes=1",
+        ],
+    ),
     # Issue 3: the 38-dimensional high-DoF path, one hour of CPU per objective. One eval
     # episode is 500 plans (~3 min on one core), so evals are single episodes.
     "tdmpc_dogrun_1h": (

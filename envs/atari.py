@@ -33,7 +33,14 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from envs.base import Env, EnvSpec, as_action_vector, check_episode_running, discrete_index
+from envs.base import (
+    Env,
+    EnvSpec,
+    agent_steps,
+    as_action_vector,
+    check_episode_running,
+    discrete_index,
+)
 from mbrl_sam.errors import ConfigError
 
 DEFAULT_ACTION_REPEAT = 4
@@ -153,6 +160,7 @@ class AtariEnv(Env):
             action_dim=len(meanings),
             discrete=True,
             action_repeat=action_repeat,
+            episode_length=agent_steps(max_frames, action_repeat),
         )
         self._done = True
         self._closed = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,9 @@ class EnvSpec:
     action_dim: int  # continuous: number of dims; discrete: number of actions
     discrete: bool
     action_repeat: int
+    # Agent steps in an episode that runs to its time limit (after the action repeat); None
+    # when the task has no fixed limit. TD-MPC's discount and seed phase are set from it.
+    episode_length: int | None = None
 
 
 class Env(abc.ABC):
@@ -53,6 +57,13 @@ class Env(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         """Close the env when leaving a `with` block."""
         self.close()
+
+
+def agent_steps(env_steps: float | None, action_repeat: int) -> int | None:
+    """Agent steps in an episode of at most `env_steps` env steps (None or inf: no limit)."""
+    if env_steps is None or not math.isfinite(env_steps):
+        return None
+    return math.ceil(round(env_steps) / action_repeat)
 
 
 def as_action_vector(action: np.ndarray, action_dim: int) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 from envs.base import (
     Env,
     EnvSpec,
+    agent_steps,
     as_action_vector,
     check_episode_running,
     scale_action,
@@ -109,6 +110,7 @@ class DMCEnv(Env):
             action_dim=int(action_spec.shape[0]),
             discrete=False,
             action_repeat=action_repeat,
+            episode_length=agent_steps(self._env._step_limit, action_repeat),
         )
         self._done = True
         self._closed = False

@@ -14,6 +14,7 @@ from envs.base import (
     Env,
     EnvSpec,
     RenderUnavailable,
+    agent_steps,
     as_action_vector,
     check_episode_running,
     discrete_index,
@@ -168,6 +169,7 @@ class GymnasiumEnv(Env):
             action_dim=action_dim,
             discrete=self._discrete,
             action_repeat=action_repeat,
+            episode_length=agent_steps(getattr(env.spec, "max_episode_steps", None), action_repeat),
         )
         self._done = True
         self._closed = False

@@ -26,7 +26,8 @@ def validate_config(cfg: Any, run_dir: Path) -> None:
         check_int("action_repeat", cfg.action_repeat, 1)
     check_int("steps", cfg.steps, 1)
     check_int("seed", cfg.seed, 0)
-    check_int("prefill", cfg.prefill, 0)
+    if cfg.prefill != "auto" and (not isinstance(cfg.prefill, int) or cfg.prefill < 0):
+        raise ConfigError(f"prefill={cfg.prefill!r} is not valid; it must be auto or an int >= 0")
     check_int("eval_every", cfg.eval_every, 0)
     check_int("eval_episodes", cfg.eval_episodes, 1)
     check_int("log_every", cfg.log_every, 1)

@@ -17,7 +17,10 @@ def symexp(x: Tensor) -> Tensor:
 
 
 class TwoHot(nn.Module):
-    """Categorical over symexp-spaced bins; targets are two-hot in raw space, means are exact."""
+    """Categorical over symexp-spaced bins; targets are two-hot in raw space, means are exact.
+
+    DreamerV3's layout. `SymlogTwoHot` below is TD-MPC2's.
+    """
 
     bins: Tensor
 
@@ -74,6 +77,33 @@ class TwoHot(nn.Module):
             picked = torch.gather(logits, -1, torch.stack([below, above], -1))
             loss = loss - w * (picked[..., 0] * (1 - w_hi) + picked[..., 1] * w_hi)
         return loss
+
+
+class SymlogTwoHot(TwoHot):
+    """TD-MPC2's discrete regression: bins evenly spaced in symlog space on [low, high];
+    targets are two-hot in symlog space, means are symexp of the expected bin."""
+
+    def __init__(self, num_bins: int = 101, low: float = -10.0, high: float = 10.0) -> None:
+        nn.Module.__init__(self)
+        self.num_bins, self.low = num_bins, low
+        self.bin_size = (high - low) / (num_bins - 1)
+        self.register_buffer("bins", torch.linspace(low, high, num_bins), persistent=False)
+
+    def _neighbours(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Indices of the bins below and above symlog(y), and the weight of the upper one."""
+        x = symlog(y).clamp(self.bins[0], self.bins[-1])
+        # Position on the bin grid, computed as TD-MPC2 does so both agree to the last bit.
+        pos = (x - self.low) / self.bin_size
+        below = pos.floor().clamp(max=self.num_bins - 2)
+        return below.long(), below.long() + 1, pos - below
+
+    def mean(self, logits: Tensor) -> Tensor:
+        """symexp of the expected bin under softmax(logits)."""
+        return symexp(logits.softmax(-1) @ self.bins)
+
+    def decode(self, weights: Tensor) -> Tensor:
+        """Value represented by bin weights (inverse of encode within range)."""
+        return symexp(weights @ self.bins)
 
 
 def softmax(logits: Tensor) -> Tensor:

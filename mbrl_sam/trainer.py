@@ -100,11 +100,23 @@ class Trainer:
         """Environment steps so far, counted with action repeat."""
         return self.counters["agent_steps"] * self.repeat
 
+    @property
+    def prefill_steps(self) -> int:
+        """Agent steps of uniform random actions before the agent acts and learns."""
+        if self.cfg.prefill == "auto":
+            # TD-MPC2's seed phase: five episodes, at least 1,000 agent steps.
+            return max(1000, 5 * (self.env.spec.episode_length or 0))
+        return int(self.cfg.prefill) // self.repeat
+
     def updates_due(self) -> int:
-        """Updates that the train ratio asks for at the current step count."""
+        """Updates that the train ratio asks for at the current step count.
+
+        With `agent.catch_up` the prefill's steps count too, so learning starts with one burst
+        of the updates they would have had (TD-MPC2's pretraining on its seed data).
+        """
         a = self.cfg.agent
-        prefill_steps = self.cfg.prefill // self.repeat
-        learned = self.counters["agent_steps"] - prefill_steps
+        steps, prefill = self.counters["agent_steps"], self.prefill_steps
+        learned = steps if a.get("catch_up", False) and steps >= prefill else steps - prefill
         if learned <= 0 or len(self.replay) < a.batch_length:
             return 0
         return int(learned * self.cfg.train_ratio / (a.batch_size * a.batch_length))
@@ -232,7 +244,7 @@ class Trainer:
 
     def _collect(self, episode: Episode) -> Episode:
         """One agent step in the environment, stored in replay; a new episode when it ends."""
-        if self.counters["agent_steps"] < self.cfg.prefill // self.repeat:
+        if self.counters["agent_steps"] < self.prefill_steps:
             action = random_action(self.env.spec, self.rng)
         else:
             action, episode.act_state = self.agent.act(

@@ -3,6 +3,7 @@
 import torch
 
 from mbrl_sam.distributions import (
+    SymlogTwoHot,
     TwoHot,
     categorical_kl,
     sample_one_hot,
@@ -41,6 +42,38 @@ def test_two_hot_loss_is_minimised_by_target_distribution():
         twohot.loss(logits, target).sum().backward()
         opt.step()
     assert abs(float(twohot.mean(logits.detach())) - 3.0) < 0.05
+
+
+def test_symlog_two_hot_places_bins_linearly_in_symlog_space():
+    twohot = SymlogTwoHot(101, -10.0, 10.0)
+    torch.testing.assert_close(twohot.bins[[0, 50, 55, 100]], torch.tensor([-10.0, 0, 1.0, 10]))
+    # symlog(2) = ln 3 = 1.0986123 sits at bin position (1.0986123 + 10) / 0.2 = 55.493061:
+    # weight 0.506939 on bin 55 (symlog 1.0) and 0.493061 on bin 56 (symlog 1.2).
+    # symlog(-0.5) = -ln 1.5 = -0.4054651: position 47.972675, bins 47 and 48.
+    # Beyond symexp(10) the target sits on the last bin (or the first, below -symexp(10)).
+    w = twohot.encode(torch.tensor([2.0, -0.5, 1e6, -1e6]))
+    assert w.shape == (4, 101) and ((w > 0).sum(-1) <= 2).all()
+    torch.testing.assert_close(w[0, [55, 56]], torch.tensor([0.506939, 0.493061]))
+    torch.testing.assert_close(
+        w[1, [47, 48]], torch.tensor([0.027325, 0.972675]), atol=2e-6, rtol=0
+    )
+    assert w[2, 100] == 1 and w[3, 0] == 1
+    torch.testing.assert_close(twohot.decode(w[:2]), torch.tensor([2.0, -0.5]))
+
+
+def test_symlog_two_hot_decodes_symexp_of_the_expected_bin():
+    twohot = SymlogTwoHot(101, -10.0, 10.0)
+    # Half the mass on bin 50 (symlog 0), half on bin 60 (symlog 2): the expected bin is 1.0,
+    # so the value is symexp(1) = e - 1 = 1.7182818 (DreamerV3's layout would give the mean
+    # of the two values, (e^2 - 1) / 2 = 3.1945280).
+    logits = torch.full((1, 101), -1e9)
+    logits[0, [50, 60]] = 0.0
+    torch.testing.assert_close(twohot.mean(logits), torch.tensor([1.7182818]))
+    # The loss is the cross-entropy to the two-hot target, -sum(w * log_softmax(logits)).
+    logits = torch.randn(3, 101)
+    target = torch.tensor([2.0, -0.5, 30.0])
+    expected = -(twohot.encode(target) * logits.log_softmax(-1)).sum(-1)
+    torch.testing.assert_close(twohot.loss(logits, target), expected)
 
 
 def test_unimix_and_sampling():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mbrl_sam.distributions import TwoHot, symlog
+from mbrl_sam.distributions import SymlogTwoHot
 from mbrl_sam.nets import EnsembleMLP, SimNorm, normed_mlp
 
 
@@ -47,17 +47,25 @@ class Policy(nn.Module):
         self.log_std_min, self.log_std_max = cfg.log_std_min, cfg.log_std_max
 
     def forward(self, z: Tensor, explore: bool = True) -> tuple[Tensor, Tensor]:
-        """An action in [-1, 1] (sampled, or the mean) and its log-probability."""
+        """An action in [-1, 1] (tanh of a Gaussian sample, or of the mean) and the Gaussian
+        log-density of the sample before the tanh.
+
+        TD-MPC2's entropy bonus is this density times the action dimension: it leaves out the
+        tanh's change of variables (`squashed_log_prob` has it).
+        """
         mean, log_std = self.net(z).chunk(2, -1)
         span = self.log_std_max - self.log_std_min
         log_std = self.log_std_min + 0.5 * span * (torch.tanh(log_std) + 1)
         noise = torch.randn_like(mean) if explore else torch.zeros_like(mean)
         raw = mean + noise * log_std.exp()
         log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        action = torch.tanh(raw)
-        # Change of variables through tanh; the softplus form is stable for large |raw|.
-        correction = 2 * (math.log(2) - raw - F.softplus(-2 * raw))
-        return action, log_prob - correction.sum(-1)
+        return torch.tanh(raw), log_prob
+
+
+def squashed_log_prob(action: Tensor, log_prob: Tensor) -> Tensor:
+    """Log-density of a tanh-squashed action, given the Gaussian log-density before the tanh."""
+    # log|d tanh(u)/du| = log(1 - tanh(u)^2), floored as TD-MPC2 logs it.
+    return log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1)
 
 
 class TDMPCWorldModel(nn.Module):
@@ -79,7 +87,7 @@ class TDMPCWorldModel(nn.Module):
             normed_mlp(cfg.latent_dim, cfg.mlp_dim, 2, 1) if cfg.episodic else None
         )
         self.pi = Policy(cfg, action_dim)
-        self.twohot = TwoHot(cfg.bins, cfg.vmin, cfg.vmax)
+        self.twohot = SymlogTwoHot(cfg.bins, cfg.vmin, cfg.vmax)
         # Reward and Q heads start out predicting zero for every input.
         with torch.no_grad():
             self.reward_head[-1].weight.zero_()
@@ -98,9 +106,15 @@ class TDMPCWorldModel(nn.Module):
             groups["termination"] = list(self.termination_head.parameters())
         return groups
 
+    def train(self, mode: bool = True) -> TDMPCWorldModel:
+        """Set training mode; the target Qs stay in eval mode (no dropout in TD targets)."""
+        super().train(mode)
+        self.target_qs.train(False)
+        return self
+
     def encode(self, obs: Tensor) -> Tensor:
-        """Latent state of (symlog) vector observations."""
-        return self.encoder(symlog(obs))
+        """Latent state of vector observations (fed raw, as TD-MPC2 does)."""
+        return self.encoder(obs)
 
     def next(self, z: Tensor, action: Tensor) -> Tensor:
         """The next latent state."""
@@ -185,21 +199,21 @@ class TDMPCWorldModel(nn.Module):
             "reward": rew,
             "value": value.mean(0),
         }
-        if self.termination_head is not None:
-            logits = self.termination_head(torch.stack(zs[1:])).squeeze(-1)
-            terms["termination"] = F.binary_cross_entropy_with_logits(
-                logits, terminal.float(), reduction="none"
-            )
+        # Each term: rho^t-weighted over the horizon, masked, averaged over steps and batch.
+        per_term = {
+            k: (weights[:, None] * v * valid).sum(0).mean() / horizon for k, v in terms.items()
+        }
         coefs = {
             "consistency": cfg.consistency_coef,
             "reward": cfg.reward_coef,
             "value": cfg.value_coef,
             "termination": cfg.termination_coef,
         }
-        # Each term: rho^t-weighted over the horizon, masked, averaged over steps and batch.
-        per_term = {
-            k: (weights[:, None] * v * valid).sum(0).mean() / horizon for k, v in terms.items()
-        }
+        if self.termination_head is not None:
+            logits = self.termination_head(torch.stack(zs[1:])).squeeze(-1)
+            bce = F.binary_cross_entropy_with_logits(logits, terminal.float(), reduction="none")
+            # TD-MPC2 averages the termination loss over the window without rho weights.
+            per_term["termination"] = (bce * valid).mean()
         loss = sum(coefs[k] * v for k, v in per_term.items())
         metrics = {f"{k}_loss": v.detach() for k, v in per_term.items()}
         metrics["loss"] = loss.detach()

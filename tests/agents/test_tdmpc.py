@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from agents import make_agent
+from agents.tdmpc import heuristic_discount
 from envs.base import EnvSpec
 from mbrl_sam.config import load_config
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.flatness import MeasureConfig, world_model_probe
 
-SPEC = EnvSpec((5,), np.float32, 3, False, 2)
+SPEC = EnvSpec((5,), np.float32, 3, False, 2, episode_length=500)
 
 
 def agent(*overrides):
@@ -85,6 +86,37 @@ def test_act_gives_bounded_actions_and_carries_the_warm_start(planner):
     assert state["prev_mean"].shape == (3, 3)
     action, state2 = a.act(obs, state, False, explore=False)
     assert np.abs(action).max() <= 1 and not torch.equal(state2["prev_mean"], state["prev_mean"])
+
+
+def test_discount_follows_the_episode_length_as_in_tdmpc2():
+    # clamp((L/5 - 1) / (L/5), 0.95, 0.995): 99/100 for 500 steps, 199/200 -> 0.995 for 1000.
+    assert heuristic_discount(500) == pytest.approx(0.99)
+    assert heuristic_discount(1000) == pytest.approx(0.995)
+    assert heuristic_discount(100) == pytest.approx(0.95)  # 19/20
+    assert heuristic_discount(50) == 0.95  # 9/10, clamped up
+    assert heuristic_discount(27000) == 0.995  # clamped down
+    assert agent().discount == pytest.approx(0.99)
+    long_spec = EnvSpec((5,), np.float32, 3, False, 1, episode_length=1000)
+    cfg = load_config(["agent=tdmpc", "size=tiny"])
+    assert make_agent(cfg, long_spec, torch.device("cpu")).discount == pytest.approx(0.995)
+    assert agent("agent.discount=0.9").discount == 0.9
+    unbounded = EnvSpec((5,), np.float32, 3, False, 1)
+    with pytest.raises(ConfigError, match="agent.discount"):
+        make_agent(cfg, unbounded, torch.device("cpu"))
+
+
+def test_policy_entropy_bonus_is_tdmpc2s_scaled_gaussian_term():
+    a = agent("agent.entropy_coef=0.5")
+    zs = torch.rand(4, 6, a.wm.cfg.latent_dim)
+    torch.manual_seed(3)
+    loss, _ = a.policy_loss(zs)()
+    a.q_scale.value.fill_(1.0)
+    torch.manual_seed(3)
+    action, log_prob = a.wm.pi(zs)
+    q = a.wm.q(zs, action, "avg")  # zero-initialised heads: exactly 0, scale stays 1
+    rho = 0.5 ** torch.arange(4.0)
+    expected = -(rho[:, None] * (q + 0.5 * 3 * -log_prob)).mean()
+    torch.testing.assert_close(loss, expected)
 
 
 def test_pixels_or_discrete_actions_are_refused_with_a_pointer_to_dreamer():

@@ -7,7 +7,12 @@ import torch
 from torch import nn
 
 from mbrl_sam.nets import EnsembleMLP, SimNorm
-from mbrl_sam.world_models.tdmpc import Policy, TDMPCModelConfig, TDMPCWorldModel
+from mbrl_sam.world_models.tdmpc import (
+    Policy,
+    TDMPCModelConfig,
+    TDMPCWorldModel,
+    squashed_log_prob,
+)
 
 OBS, ACT, B, H = 5, 3, 7, 3
 
@@ -39,10 +44,9 @@ def test_latents_lie_on_simplices_and_heads_have_their_shapes():
     assert wm.q_logits(z, a).shape == (3, B, 101)
     assert wm.q(z, a, "min").shape == (B,) and wm.q(z, a, "avg").shape == (B,)
     torch.testing.assert_close(wm.continues(z), torch.ones(B))
-    # Zero-initialised reward and Q heads predict exactly zero at the start.
-    # (Up to rounding: the bins reach +-symexp(10) = +-22025.)
-    torch.testing.assert_close(wm.reward(z, a), torch.zeros(B), atol=1e-3, rtol=0)
-    torch.testing.assert_close(wm.q(z, a), torch.zeros(B), atol=1e-3, rtol=0)
+    # Zero-initialised reward and Q heads predict zero at the start (the bins' mean).
+    torch.testing.assert_close(wm.reward(z, a), torch.zeros(B), atol=1e-6, rtol=0)
+    torch.testing.assert_close(wm.q(z, a), torch.zeros(B), atol=1e-6, rtol=0)
 
 
 def test_simnorm_is_a_softmax_per_group():
@@ -70,23 +74,41 @@ def test_ensemble_matches_members_computed_one_by_one():
     torch.testing.assert_close(ens(x, torch.tensor([2, 0])), out[[2, 0]])
 
 
-def test_policy_log_prob_is_the_tanh_gaussian_density():
+def test_policy_log_prob_is_the_gaussian_density_before_the_tanh():
     torch.manual_seed(2)
     cfg = TDMPCModelConfig(latent_dim=8, mlp_dim=10)
     pi = Policy(cfg, 2)
     z = torch.randn(6, 8)
     torch.manual_seed(3)
     action, log_prob = pi(z)
+    torch.manual_seed(3)
+    noise = torch.randn(6, 2)
     mean, log_std = pi.net(z).chunk(2, -1)
     log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (log_std.tanh() + 1)
-    base = torch.distributions.Normal(mean, log_std.exp())
-    squashed = torch.distributions.TransformedDistribution(
-        base, torch.distributions.transforms.TanhTransform()
-    )
-    expected = squashed.log_prob(action.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
-    torch.testing.assert_close(log_prob, expected, rtol=1e-3, atol=1e-3)
+    raw = mean + noise * log_std.exp()
+    torch.testing.assert_close(action, torch.tanh(raw))
+    # TD-MPC2's entropy bonus scores the Gaussian sample itself, with no tanh correction.
+    expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(raw).sum(-1)
+    torch.testing.assert_close(log_prob, expected, rtol=1e-5, atol=1e-5)
+    # The squashed density adds -sum log(1 - tanh^2 + 1e-6), as TD-MPC2 logs it.
+    squashed = squashed_log_prob(action, log_prob)
+    torch.testing.assert_close(squashed, expected - torch.log(1 - action**2 + 1e-6).sum(-1))
     mode, _ = pi(z, explore=False)
     torch.testing.assert_close(mode, torch.tanh(mean))
+
+
+def test_policy_log_prob_on_hand_computed_numbers():
+    cfg = TDMPCModelConfig(latent_dim=4, mlp_dim=4, log_std_min=-10.0, log_std_max=2.0)
+    pi = Policy(cfg, 1)
+    with torch.no_grad():
+        for p in pi.net.parameters():
+            p.zero_()
+        # mean 0.5; log_std = -10 + 6 * (tanh(0) + 1) = -4.
+        pi.net[-1].bias.copy_(torch.tensor([0.5, 0.0]))
+    action, log_prob = pi(torch.zeros(1, 4), explore=False)
+    # Zero noise: log N(0.5; 0.5, e^-4) = -(-4) - 0.5 log(2 pi) = 3.0810615.
+    torch.testing.assert_close(action, torch.tensor([[math.tanh(0.5)]]))
+    torch.testing.assert_close(log_prob, torch.tensor([3.0810615]))
 
 
 def test_td_targets_with_zero_q_heads_are_the_rewards():
@@ -95,6 +117,46 @@ def test_td_targets_with_zero_q_heads_are_the_rewards():
     next_z, target = wm.td_targets(w["obs"][1:], w["reward"], w["terminal"], 0.99)
     assert next_z.shape == (H, B, 16)
     torch.testing.assert_close(target, w["reward"], atol=1e-3, rtol=0)
+
+
+def test_td_targets_are_identical_across_calls_in_training_mode():
+    # Heavy dropout and non-zero Q outputs: any dropout inside the targets would show.
+    wm = small_model(dropout=0.5)
+    with torch.no_grad():
+        for q in (wm.qs, wm.target_qs):
+            q.weights[-1].normal_()
+    wm.train()
+    w = window()
+    torch.manual_seed(5)
+    _, first = wm.td_targets(w["obs"][1:], w["reward"], w["terminal"], 0.99)
+    torch.manual_seed(5)
+    _, second = wm.td_targets(w["obs"][1:], w["reward"], w["terminal"], 0.99)
+    wm.eval()
+    torch.manual_seed(5)
+    _, in_eval = wm.td_targets(w["obs"][1:], w["reward"], w["terminal"], 0.99)
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first, in_eval)
+    assert wm.qs.training is False and wm.train().qs.training and not wm.target_qs.training
+
+
+def test_encoder_sees_raw_observations():
+    wm = small_model()
+    obs = torch.tensor([[50.0, -3.0, 0.5, 0.0, 7.0]])
+    torch.testing.assert_close(wm.encode(obs), wm.encoder(obs))
+    assert not torch.allclose(wm.encode(obs), wm.encoder(torch.sign(obs) * obs.abs().log1p()))
+
+
+def test_termination_loss_is_an_unweighted_mean_over_the_window():
+    wm = small_model(episodic=True, consistency_coef=0.0, reward_coef=0.0, value_coef=0.0, rho=0.5)
+    w = window()
+    terminal = torch.zeros(H, B, dtype=torch.bool)
+    terminal[2, :3] = True
+    next_z, target = wm.td_targets(w["obs"][1:], w["reward"], terminal, 0.99)
+    valid = torch.ones(H, B, dtype=torch.long)
+    loss, aux = wm.loss(w["obs"][0], w["action"], w["reward"], terminal, next_z, target, valid)
+    logits = wm.termination_head(aux["zs"][1:]).squeeze(-1)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, terminal.float())
+    torch.testing.assert_close(loss, expected)
 
 
 def test_td_targets_bootstrap_with_the_smaller_of_two_target_qs():
