@@ -89,7 +89,7 @@ class DreamerAgent:
             action = plan[None]
             return plan.cpu().numpy(), (latent, action, self.planner.state_dict())
         dist = self.ac.actor(self.wm.rssm.features(latent))
-        action = dist.sample() if explore else dist.mode()
+        action = dist.clip(dist.sample()) if explore else dist.mode()
         return action[0].cpu().numpy(), (latent, action, None)
 
     def _policy_trajectories(self, latent: dict[str, Tensor], count: int) -> Tensor | None:
@@ -99,7 +99,8 @@ class DreamerAgent:
         state = {k: v.expand(count, *v.shape[1:]) for k, v in latent.items()}
         actions = []
         for _ in range(self.planner.cfg.horizon):
-            action = self.ac.actor(self.wm.rssm.features(state)).sample()
+            dist = self.ac.actor(self.wm.rssm.features(state))
+            action = dist.clip(dist.sample())
             actions.append(action)
             state = self.wm.rssm.img_step(state, action)
         return torch.stack(actions, 1)

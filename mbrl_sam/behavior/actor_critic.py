@@ -111,17 +111,23 @@ class ActorCritic(nn.Module):
 
         backprop: actions are reparameterised samples, so the trajectory is differentiable in
         them (dynamics backpropagation, when grad is enabled); otherwise actions are plain
-        samples and the trajectory carries their log-probabilities (for REINFORCE).
+        samples and the trajectory carries the samples as drawn ("raw_action") and their
+        log-probabilities (for REINFORCE). "action" holds what the model received: clipped to
+        [-1, 1] for continuous actions.
         """
         state = {k: v.detach() for k, v in start.items()}
-        feats, actions, entropies, log_probs = [wm.rssm.features(state)], [], [], []
+        feats, actions, entropies = [wm.rssm.features(state)], [], []
+        raw_actions, log_probs = [], []
         for _ in range(self.cfg.horizon):
             dist = self.actor(feats[-1].detach())
             if backprop:
                 action = dist.rsample()
             else:
-                action = dist.sample().detach()
-                log_probs.append(dist.log_prob(action))
+                # REINFORCE scores the sample as drawn; the model gets it clipped to [-1, 1].
+                raw = dist.sample().detach()
+                raw_actions.append(raw)
+                log_probs.append(dist.log_prob(raw))
+                action = dist.clip(raw)
             state = wm.rssm.img_step(state, action)
             feats.append(wm.rssm.features(state))
             actions.append(action)
@@ -135,6 +141,7 @@ class ActorCritic(nn.Module):
             "cont": wm.cont(feat[1:]),
         }
         if log_probs:
+            traj["raw_action"] = torch.stack(raw_actions)
             traj["log_prob"] = torch.stack(log_probs)
         return traj
 

@@ -24,11 +24,17 @@ class ActionDist:
         self.params = params
 
     def sample(self) -> Tensor:
-        """A random action (one-hot for discrete, clipped to [-1, 1] for continuous)."""
+        """A random draw, as drawn: one-hot for discrete; for continuous the unclipped Gaussian
+        sample, which `log_prob` scores. Pass it through `clip` before it reaches the world
+        model or the environment."""
         if self.discrete:
             return sample_one_hot(self.params[0])
         mean, std = self.params
-        return (mean + std * torch.randn_like(mean)).clamp(-1, 1)
+        return mean + std * torch.randn_like(mean)
+
+    def clip(self, sample: Tensor) -> Tensor:
+        """The action a sample stands for: clipped to [-1, 1] for continuous, as is for discrete."""
+        return sample if self.discrete else sample.clamp(-1, 1)
 
     def rsample(self) -> Tensor:
         """A sample differentiable in the distribution's parameters (straight-through for

@@ -45,6 +45,19 @@ def test_acting_by_latent_mpc_gives_bounded_actions_and_a_warm_start(planner):
     assert np.abs(action).max() <= 1
 
 
+def test_actions_sampled_outside_the_bounds_reach_env_and_model_clipped(monkeypatch):
+    """The actor's samples are unclipped (REINFORCE scores them as drawn); acting and the
+    planner's policy trajectories hand them on clipped to [-1, 1]."""
+    a = agent("planner=mppi")
+    monkeypatch.setattr(torch, "randn_like", lambda x: torch.full_like(x, 5.0))  # z = 5
+    latent = a.wm.initial(1, torch.device("cpu"))
+    prior = a._policy_trajectories(latent, 4)
+    assert prior.shape == (4, a.planner.cfg.horizon, 2) and torch.all(prior == 1)
+    a = agent()
+    action, state = a.act(np.ones(5, np.float32), None, True, explore=True)
+    assert np.all(action == 1) and torch.all(state[1] == 1)  # to the env; to the model next step
+
+
 def test_planning_with_discrete_actions_is_refused():
     with pytest.raises(ConfigError, match="discrete"):
         agent("planner=mppi", spec=EnvSpec((4,), np.float32, 2, True, 1))
