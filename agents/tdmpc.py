@@ -157,7 +157,8 @@ class TDMPCAgent:
         for t in range(actions.shape[1]):
             ret = ret + weight * self.wm.reward(z, actions[:, t])
             z = self.wm.next(z, actions[:, t])
-            weight = weight * self.discount * self.wm.continues(z)
+            # As TD-MPC2: a step predicted terminal (p > 0.5) ends the return, for good.
+            weight = weight * self.discount * (self.wm.continues(z) >= 0.5).float()
         action, _ = self.wm.pi(z)
         return ret + weight * self.wm.q(z, action, "avg")
 
