@@ -38,7 +38,7 @@ class ActorCriticConfig:
     retnorm_high: float = 95.0
     min_std: float = 0.1
     max_std: float = 1.0
-    unimix: float = 0.01
+    unimix: float = 0.0  # the discrete policy's uniform mix (DreamerV3's code has none)
     bins: int = 255
     actor_lr: float = 1e-4
     critic_lr: float = 1e-4
@@ -149,7 +149,9 @@ class ActorCritic(nn.Module):
         """Lambda-returns, per-step loss weights and the return scale, from one trajectory."""
         returns = lambda_returns(traj["reward"], traj["cont"], value, self.discount, self.cfg.lam)
         with torch.no_grad():
-            discounts = torch.cat([start_cont[None], self.discount * traj["cont"][:-1]])
+            # Every step's weight carries the discount, the first too: DreamerV3 weights by
+            # its continue head, which learns (1 - terminal) * discount.
+            discounts = self.discount * torch.cat([start_cont[None], traj["cont"][:-1]])
             weight = discounts.cumprod(0).detach()
             self._update_return_scale(returns.detach())
             scale = self.return_scale.clamp_min(1.0)
