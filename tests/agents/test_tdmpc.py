@@ -39,32 +39,33 @@ def set_constant(twohot, bias, value):
         bias.copy_(twohot.encode(torch.tensor(value)).clamp_min(1e-30).log())
 
 
+def constant_heads_agent(*overrides):
+    """An agent (discount 0.9) whose model predicts reward 2 and Q 10 everywhere."""
+    a = agent("agent.discount=0.9", *overrides)
+    set_constant(a.wm.twohot, a.wm.reward_head[-1].bias, 2.0)
+    for m in range(a.wm.cfg.num_q):
+        set_constant(a.wm.twohot, a.wm.qs.biases[-1][m, 0], 10.0)
+    return a
+
+
 def test_estimated_value_is_discounted_rewards_plus_terminal_q():
-    a = agent("agent.discount=0.9")
-    wm = a.wm
-    set_constant(wm.twohot, wm.reward_head[-1].bias, 2.0)
-    for m in range(wm.cfg.num_q):
-        set_constant(wm.twohot, wm.qs.biases[-1][m, 0], 10.0)
-    z = wm.encode(torch.randn(1, 5))
-    actions = torch.rand(7, 3, 3) * 2 - 1
-    value = a.estimate_value(z, actions)
+    a = constant_heads_agent()
+    z = a.wm.encode(torch.randn(1, 5))
+    value = a.estimate_value(z, torch.rand(7, 3, 3) * 2 - 1)
     expected = 2.0 * (1 + 0.9 + 0.81) + 0.9**3 * 10.0
     torch.testing.assert_close(value, torch.full((7,), expected), atol=1e-3, rtol=1e-4)
 
 
 def test_estimated_value_stops_at_the_first_predicted_termination():
-    a = agent("agent.discount=0.9", "agent.model.episodic=true")
-    wm = a.wm
-    set_constant(wm.twohot, wm.reward_head[-1].bias, 2.0)
-    for m in range(wm.cfg.num_q):
-        set_constant(wm.twohot, wm.qs.biases[-1][m, 0], 10.0)
-    z = wm.encode(torch.randn(1, 5))
+    a = constant_heads_agent("agent.model.episodic=true")
+    z = a.wm.encode(torch.randn(1, 5))
     actions = torch.rand(7, 3, 3) * 2 - 1
+    head = a.wm.termination_head[-1]
     with torch.no_grad():
-        wm.termination_head[-1].weight.zero_()
-        wm.termination_head[-1].bias.fill_(-0.5)  # p(end) = 0.38: the return goes on
+        head.weight.zero_()
+        head.bias.fill_(-0.5)  # p(end) = 0.38: the return goes on
         going_on = a.estimate_value(z, actions)
-        wm.termination_head[-1].bias.fill_(0.5)  # p(end) = 0.62: it ends after the first step
+        head.bias.fill_(0.5)  # p(end) = 0.62: it ends after the first step
         ended = a.estimate_value(z, actions)
     expected = 2.0 * (1 + 0.9 + 0.81) + 0.9**3 * 10.0
     torch.testing.assert_close(going_on, torch.full((7,), expected), atol=1e-3, rtol=1e-4)
