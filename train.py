@@ -53,7 +53,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     trainer = Trainer(cfg, agent, env, eval_env, replay, logger, run_dir, stop=STOP)
     resumed = cfg.resume is not False and trainer.try_resume()
     OmegaConf.save(cfg, run_dir / "config.yaml")
-    n_params = sum(p.numel() for ps in agent.wm.param_groups().values() for p in ps)
+    n_params = sum(p.numel() for ps in agent.world_model.param_groups().values() for p in ps)
     print(
         f"{'Resuming' if resumed else 'Training'} {cfg.agent.name} ({cfg.objective.name}, "
         f"size {cfg.size.name}, world model {n_params / 1e6:.2f}M params) on {cfg.task} "

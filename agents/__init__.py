@@ -8,6 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from envs.base import EnvSpec
+from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.errors import check_choice
 from mbrl_sam.objectives import make_objective
 
@@ -59,7 +60,7 @@ def build_objective(objective_cfg: Any) -> Any:
     return make_objective(objective_cfg.name, **options)
 
 
-def make_agent(cfg: Any, spec: EnvSpec, device: torch.device) -> Any:
+def make_agent(cfg: Any, spec: EnvSpec, device: torch.device) -> WorldModelAgent:
     """Build the agent named by `cfg.agent.name` for an environment with `spec`."""
     check_choice("agent", cfg.agent.name, AGENTS)
     return AGENTS[cfg.agent.name](cfg, spec, device)

@@ -37,16 +37,21 @@ class DreamerAgent:
         planner: dict | None = None,
     ) -> None:
         self.spec, self.device = spec, device
-        self.wm = DreamerWorldModel(spec.obs_shape, spec.action_dim, DreamerModelConfig(**model))
-        self.ac = ActorCritic(
-            self.wm.rssm.feat_dim, spec.action_dim, spec.discrete, ActorCriticConfig(**behavior)
+        self.world_model = DreamerWorldModel(
+            spec.obs_shape, spec.action_dim, DreamerModelConfig(**model)
         )
-        self.wm.to(device)
+        self.ac = ActorCritic(
+            self.world_model.rssm.feat_dim,
+            spec.action_dim,
+            spec.discrete,
+            ActorCriticConfig(**behavior),
+        )
+        self.world_model.to(device)
         self.ac.to(device)
-        self.wm_opt = ClosureOptimizer(
-            self.wm.parameters(),
+        self.model_optimizer = ClosureOptimizer(
+            self.world_model.parameters(),
             objective=objective,
-            perturbed=select_params(self.wm.param_groups(), perturb),
+            perturbed=select_params(self.world_model.param_groups(), perturb),
             **model_opt,
         )
         self.planner = None
@@ -71,14 +76,14 @@ class DreamerAgent:
     ) -> tuple[np.ndarray, ActState]:
         """Pick an action for one observation; `state` carries the latent between steps."""
         if state is None or is_first:
-            latent = self.wm.initial(1, self.device)
+            latent = self.world_model.initial(1, self.device)
             prev_action = torch.zeros(1, self.spec.action_dim, device=self.device)
             plan_state = None
         else:
             latent, prev_action, plan_state = state
-        embed = self.wm.encode(self._obs_tensor(obs)[None])
+        embed = self.world_model.encode(self._obs_tensor(obs)[None])
         first = torch.tensor([is_first], device=self.device)
-        latent = self.wm.rssm.obs_step(latent, prev_action, embed, first)
+        latent = self.world_model.rssm.obs_step(latent, prev_action, embed, first)
         if self.planner is not None:
             if plan_state is None:
                 self.planner.reset()
@@ -88,7 +93,7 @@ class DreamerAgent:
             plan = self.planner.plan(lambda a: self.estimate_value(latent, a), prior, explore)
             action = plan[None]
             return plan.cpu().numpy(), (latent, action, self.planner.state_dict())
-        dist = self.ac.actor(self.wm.rssm.features(latent))
+        dist = self.ac.actor(self.world_model.rssm.features(latent))
         action = dist.clip(dist.sample()) if explore else dist.mode()
         return action[0].cpu().numpy(), (latent, action, None)
 
@@ -99,10 +104,10 @@ class DreamerAgent:
         state = {k: v.expand(count, *v.shape[1:]) for k, v in latent.items()}
         actions = []
         for _ in range(self.planner.cfg.horizon):
-            dist = self.ac.actor(self.wm.rssm.features(state))
+            dist = self.ac.actor(self.world_model.rssm.features(state))
             action = dist.clip(dist.sample())
             actions.append(action)
-            state = self.wm.rssm.img_step(state, action)
+            state = self.world_model.rssm.img_step(state, action)
         return torch.stack(actions, 1)
 
     def estimate_value(self, latent: dict[str, Tensor], actions: Tensor) -> Tensor:
@@ -112,20 +117,20 @@ class DreamerAgent:
         ret = torch.zeros(n, device=actions.device)
         weight = torch.ones_like(ret)
         for t in range(actions.shape[1]):
-            state = self.wm.rssm.img_step(state, actions[:, t])
-            feat = self.wm.rssm.features(state)
-            ret = ret + weight * self.wm.reward(feat)
-            weight = weight * self.ac.discount * self.wm.cont(feat)
+            state = self.world_model.rssm.img_step(state, actions[:, t])
+            feat = self.world_model.rssm.features(state)
+            ret = ret + weight * self.world_model.reward(feat)
+            weight = weight * self.ac.discount * self.world_model.cont(feat)
         return ret + weight * self.ac.value(feat)
 
     def model_loss(self, batch: dict[str, Tensor]) -> Callable[[], tuple[Tensor, dict]]:
         """The world-model loss on a (B, T) batch as a closure."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        return lambda: self.wm.loss(batch)
+        return lambda: self.world_model.loss(batch)
 
     def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
         """One world-model step through the objective; returns the loss aux and metrics."""
-        aux, opt_metrics = self.wm_opt.step(self.model_loss(batch), step)
+        aux, opt_metrics = self.model_optimizer.step(self.model_loss(batch), step)
         metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
         metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
         return aux, metrics
@@ -136,7 +141,7 @@ class DreamerAgent:
         aux, metrics = self.model_step(batch, step)
         start = {k: v.detach().flatten(0, 1) for k, v in aux["post"].items()}
         start_cont = (~batch["is_terminal"]).float().flatten()
-        behavior = self.ac.update(self.wm, start, start_cont)
+        behavior = self.ac.update(self.world_model, start, start_cont)
         metrics.update({f"behavior/{k}": v for k, v in behavior.items()})
         return metrics
 
@@ -148,7 +153,7 @@ class DreamerAgent:
     @torch.no_grad()
     def state_value(self, obs: np.ndarray, act_state: ActState) -> float:
         """The critic's value of the state `act` just filtered in (act_state from that act)."""
-        return float(self.ac.value(self.wm.rssm.features(act_state[0]))[0])
+        return float(self.ac.value(self.world_model.rssm.features(act_state[0]))[0])
 
     @torch.no_grad()
     def open_loop(
@@ -158,20 +163,20 @@ class DreamerAgent:
         against real rewards, latent features (against the posterior) and observations."""
         ep = {k: v.to(self.device) for k, v in episode.items()}
         obs = self._obs_tensor(ep["obs"])
-        post, _ = self.wm.rssm.observe(
-            self.wm.encode(obs[None]), ep["action"][None].float(), ep["is_first"][None]
+        post, _ = self.world_model.rssm.observe(
+            self.world_model.encode(obs[None]), ep["action"][None].float(), ep["is_first"][None]
         )
-        feat_post = self.wm.rssm.features(post)[0]
+        feat_post = self.world_model.rssm.features(post)[0]
         state = {"deter": post["deter"][0, starts], "stoch": post["stoch"][0, starts]}
         out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": [], "obs_mse": []}
         for k in range(1, horizon + 1):
-            state = self.wm.rssm.img_step(state, ep["action"][starts + k].float())
-            feat = self.wm.rssm.features(state)
-            out["reward_pred"].append(self.wm.reward(feat))
+            state = self.world_model.rssm.img_step(state, ep["action"][starts + k].float())
+            feat = self.world_model.rssm.features(state)
+            out["reward_pred"].append(self.world_model.reward(feat))
             out["latent_mse"].append((feat - feat_post[starts + k]).pow(2).mean(-1))
             target = obs[starts + k]
-            target = target.float() / 255.0 if self.wm.pixels else symlog(target)
-            error = (self.wm.decoder(feat) - target).pow(2)
+            target = target.float() / 255.0 if self.world_model.pixels else symlog(target)
+            error = (self.world_model.decoder(feat) - target).pow(2)
             out["obs_mse"].append(error.flatten(1).mean(-1))
         result = {k: torch.stack(v, 1) for k, v in out.items()}
         steps = starts[:, None] + torch.arange(1, horizon + 1, device=starts.device)
@@ -181,15 +186,15 @@ class DreamerAgent:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume learning: weights and optimizer states."""
         return {
-            "wm": self.wm.state_dict(),
+            "wm": self.world_model.state_dict(),
             "ac": self.ac.state_dict(),
-            "wm_opt": self.wm_opt.state_dict(),
+            "wm_opt": self.model_optimizer.state_dict(),
             "ac_opt": self.ac.optimizer_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from `state_dict()`."""
-        self.wm.load_state_dict(state["wm"])
+        self.world_model.load_state_dict(state["wm"])
         self.ac.load_state_dict(state["ac"])
-        self.wm_opt.load_state_dict(state["wm_opt"])
+        self.model_optimizer.load_state_dict(state["wm_opt"])
         self.ac.load_optimizer_state(state["ac_opt"])

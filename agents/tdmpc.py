@@ -82,33 +82,35 @@ class TDMPCAgent:
         self.spec, self.device = spec, device
         self.discount = resolve_discount(discount, spec)
         self.tau, self.entropy_coef = tau, entropy_coef
-        self.wm = TDMPCWorldModel(spec.obs_shape[0], spec.action_dim, TDMPCModelConfig(**model))
-        self.wm.to(device)
-        self._loss, self._plan_value = self.wm.loss, self.estimate_value
+        self.world_model = TDMPCWorldModel(
+            spec.obs_shape[0], spec.action_dim, TDMPCModelConfig(**model)
+        )
+        self.world_model.to(device)
+        self._loss, self._plan_value = self.world_model.loss, self.estimate_value
         if compile:
             # Every MLP, compiled in place so checkpoints keep their keys; the training loss and
             # the planner's value estimate each as one graph, which fuses their elementwise work
             # (`update_speed.py --against agent.compile=true` times it against eager). On the
             # value estimate inductor's pattern matcher fails in torch 2.13; eager's random ops
             # keep its draws those of the eager agent.
-            wm = self.wm
+            wm = self.world_model
             for module in (wm.encoder, wm.dynamics, wm.reward_head, wm.qs, wm.target_qs, wm.pi.net):
                 module.compile(dynamic=True)
-            self._loss = torch.compile(self.wm.loss)
+            self._loss = torch.compile(self.world_model.loss)
             options = {"pattern_matcher": False, "fallback_random": True}
             self._plan_value = torch.compile(self.estimate_value, options=options)
-        groups = self.wm.param_groups()
+        groups = self.world_model.param_groups()
         enc_lr = model_opt["lr"] * model_opt.pop("enc_lr_scale")
         # The encoder learns slower (TD-MPC2's enc_lr_scale), the other model parts at lr.
         param_groups = [{"params": groups["encoder"], "lr": enc_lr}]
         param_groups.append({"params": [p for k, v in groups.items() if k != "encoder" for p in v]})
-        self.wm_opt = ClosureOptimizer(
+        self.model_optimizer = ClosureOptimizer(
             param_groups,
             objective=objective,
             perturbed=select_params(groups, perturb),
             **model_opt,
         )
-        self.pi_opt = ClosureOptimizer(self.wm.pi.parameters(), **pi_opt)
+        self.pi_opt = ClosureOptimizer(self.world_model.pi.parameters(), **pi_opt)
         name = planner.pop("name")
         self.mpc = name != "none"  # none: act with the policy prior alone
         name = "mppi" if name in ("auto", "none") else name
@@ -122,11 +124,11 @@ class TDMPCAgent:
         self, obs: np.ndarray, state: Any, is_first: bool, explore: bool
     ) -> tuple[np.ndarray, Any]:
         """Plan from the encoded observation; `state` carries the planner's warm start."""
-        self.wm.eval()  # no dropout while planning
-        z = self.wm.encode(torch.as_tensor(obs, device=self.device).float()[None])
+        self.world_model.eval()  # no dropout while planning
+        z = self.world_model.encode(torch.as_tensor(obs, device=self.device).float()[None])
         if not self.mpc:
-            action, _ = self.wm.pi(z, explore)
-            self.wm.train()
+            action, _ = self.world_model.pi(z, explore)
+            self.world_model.train()
             return action[0].cpu().numpy(), None
         if state is None or is_first:
             self.planner.reset()
@@ -134,7 +136,7 @@ class TDMPCAgent:
             self.planner.load_state_dict(state)
         prior = self._policy_trajectories(z, self.planner.cfg.prior_trajectories)
         action = self.planner.plan(lambda a: self._plan_value(z, a), prior, explore)
-        self.wm.train()
+        self.world_model.train()
         return action.cpu().numpy(), self.planner.state_dict()
 
     def _policy_trajectories(self, z: Tensor, count: int) -> Tensor | None:
@@ -144,9 +146,9 @@ class TDMPCAgent:
         z = z.expand(count, -1)
         actions = []
         for _ in range(self.planner.cfg.horizon):
-            action, _ = self.wm.pi(z)
+            action, _ = self.world_model.pi(z)
             actions.append(action)
-            z = self.wm.next(z, action)
+            z = self.world_model.next(z, action)
         return torch.stack(actions, 1)
 
     def estimate_value(self, z: Tensor, actions: Tensor) -> Tensor:
@@ -155,12 +157,12 @@ class TDMPCAgent:
         ret = torch.zeros(actions.shape[0], device=z.device)
         weight = torch.ones_like(ret)
         for t in range(actions.shape[1]):
-            ret = ret + weight * self.wm.reward(z, actions[:, t])
-            z = self.wm.next(z, actions[:, t])
+            ret = ret + weight * self.world_model.reward(z, actions[:, t])
+            z = self.world_model.next(z, actions[:, t])
             # As TD-MPC2: a step predicted terminal (p > 0.5) ends the return, for good.
-            weight = weight * self.discount * (self.wm.continues(z) >= 0.5).float()
-        action, _ = self.wm.pi(z)
-        return ret + weight * self.wm.q(z, action, "avg")
+            weight = weight * self.discount * (self.world_model.continues(z) >= 0.5).float()
+        action, _ = self.world_model.pi(z)
+        return ret + weight * self.world_model.q(z, action, "avg")
 
     # -- learning ----------------------------------------------------------------------------
 
@@ -168,7 +170,7 @@ class TDMPCAgent:
         """One world-model step (through the objective), one policy step, target-Q EMA."""
         aux, metrics = self.model_step(batch, step)
         metrics.update(self._update_policy(aux["zs"].detach()))
-        self.wm.update_targets(self.tau)
+        self.world_model.update_targets(self.tau)
         return metrics
 
     def model_loss(self, batch: dict[str, Tensor]) -> Callable[[], tuple[Tensor, dict]]:
@@ -178,12 +180,12 @@ class TDMPCAgent:
         # Window step t+1 holds the action taken in step t, the reward and termination after it.
         action, reward, terminal = b["action"][1:], b["reward"][1:], b["is_terminal"][1:]
         valid = (~b["is_first"][1:]).long().cumprod(0)
-        next_z, td_target = self.wm.td_targets(obs[1:], reward, terminal, self.discount)
+        next_z, td_target = self.world_model.td_targets(obs[1:], reward, terminal, self.discount)
         return lambda: self._loss(obs[0], action, reward, terminal, next_z, td_target, valid)
 
     def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
         """One world-model step through the objective; returns the loss aux and metrics."""
-        aux, opt_metrics = self.wm_opt.step(self.model_loss(batch), step)
+        aux, opt_metrics = self.model_optimizer.step(self.model_loss(batch), step)
         metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
         metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
         return aux, metrics
@@ -191,15 +193,15 @@ class TDMPCAgent:
     def policy_loss(self, zs: Tensor) -> Callable[[], tuple[Tensor, dict]]:
         """The policy prior's loss on latents (T, B, L) as a closure: the scaled Q of its
         actions plus an entropy bonus, rho^t-weighted over the window (TD-MPC2's)."""
-        weights = self.wm.cfg.rho ** torch.arange(zs.shape[0], device=zs.device).float()
-        qs_params = list(self.wm.qs.parameters())
+        weights = self.world_model.cfg.rho ** torch.arange(zs.shape[0], device=zs.device).float()
+        qs_params = list(self.world_model.qs.parameters())
 
         def policy_loss() -> tuple[Tensor, dict]:
-            action, log_prob = self.wm.pi(zs)
+            action, log_prob = self.world_model.pi(zs)
             for p in qs_params:
                 p.requires_grad_(False)  # the Qs only pass gradients on to the actions
             try:
-                q = self.wm.q(zs, action, "avg")
+                q = self.world_model.q(zs, action, "avg")
             finally:
                 for p in qs_params:
                     p.requires_grad_(True)
@@ -226,11 +228,11 @@ class TDMPCAgent:
     @torch.no_grad()
     def state_value(self, obs: np.ndarray, act_state: Any) -> float:
         """Q of the policy prior's mean action at `obs`, averaged over the whole ensemble."""
-        self.wm.eval()
-        z = self.wm.encode(torch.as_tensor(obs, device=self.device).float()[None])
-        action, _ = self.wm.pi(z, explore=False)
-        value = self.wm.twohot.mean(self.wm.q_logits(z, action)).mean(0)
-        self.wm.train()
+        self.world_model.eval()
+        z = self.world_model.encode(torch.as_tensor(obs, device=self.device).float()[None])
+        action, _ = self.world_model.pi(z, explore=False)
+        value = self.world_model.twohot.mean(self.world_model.q_logits(z, action)).mean(0)
+        self.world_model.train()
         return float(value[0])
 
     @torch.no_grad()
@@ -240,13 +242,13 @@ class TDMPCAgent:
         """From the encoding at each start, roll the latent dynamics with the real actions;
         predicted against real rewards and latents (the encodings of the real observations)."""
         ep = {k: v.to(self.device) for k, v in episode.items()}
-        z_all = self.wm.encode(ep["obs"].float())
+        z_all = self.world_model.encode(ep["obs"].float())
         z = z_all[starts]
         out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": []}
         for k in range(1, horizon + 1):
             action = ep["action"][starts + k].float()
-            out["reward_pred"].append(self.wm.reward(z, action))
-            z = self.wm.next(z, action)
+            out["reward_pred"].append(self.world_model.reward(z, action))
+            z = self.world_model.next(z, action)
             out["latent_mse"].append((z - z_all[starts + k]).pow(2).mean(-1))
         result = {k: torch.stack(v, 1) for k, v in out.items()}
         steps = starts[:, None] + torch.arange(1, horizon + 1, device=starts.device)
@@ -258,15 +260,15 @@ class TDMPCAgent:
     def state_dict(self) -> dict[str, Any]:
         """Weights (incl. target Qs), optimizer states and the Q scale."""
         return {
-            "wm": self.wm.state_dict(),
-            "wm_opt": self.wm_opt.state_dict(),
+            "wm": self.world_model.state_dict(),
+            "wm_opt": self.model_optimizer.state_dict(),
             "pi_opt": self.pi_opt.state_dict(),
             "q_scale": self.q_scale.value.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from `state_dict()`."""
-        self.wm.load_state_dict(state["wm"])
-        self.wm_opt.load_state_dict(state["wm_opt"])
+        self.world_model.load_state_dict(state["wm"])
+        self.model_optimizer.load_state_dict(state["wm_opt"])
         self.pi_opt.load_state_dict(state["pi_opt"])
         self.q_scale.value.copy_(state["q_scale"])

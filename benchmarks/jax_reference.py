@@ -209,7 +209,7 @@ def main() -> None:
                 times["ours"].append(ours_s)
         med = {k: statistics.median(v) * 1000 for k, v in times.items()}
         both = len(set(args.sides)) == 2
-        trained = (ours.wm, ours.ac.actor, ours.ac.critic)
+        trained = (ours.world_model, ours.ac.actor, ours.ac.critic)
         n_ours = sum(p.numel() for m in trained for p in m.parameters())
         modules = ("enc", "dyn", "dec", "rew", "con", "pol", "val")  # its optimizer's modules
         n_jax = sum(v.size for k, v in official.params.items() if k.split("/")[0] in modules)

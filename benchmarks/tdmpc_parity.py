@@ -84,7 +84,7 @@ def copy_ensemble(params: Any, ours: nn.Module) -> None:
 @torch.no_grad()
 def copy_weights(official: Any, agent: Any) -> None:
     """Give our agent the official model's weights."""
-    m, wm = official.model, agent.wm
+    m, wm = official.model, agent.world_model
     copy_mlp(m._encoder["state"], wm.encoder)
     copy_mlp(m._dynamics, wm.dynamics)
     copy_mlp(m._reward, wm.reward_head)
@@ -139,7 +139,7 @@ def forward_terms(official: Any, agent: Any, b: dict[str, Tensor], seed: int) ->
     """Network outputs, decoded values, two-hot targets and TD targets at equal weights."""
     from common import math as om
 
-    m, wm, out = official.model, agent.wm, {}
+    m, wm, out = official.model, agent.world_model, {}
     obs, action, reward, terminated = official_inputs(b)
     m.eval(), wm.eval()
     z_off, z = m.encode(obs[0], None), wm.encode(obs[0])
@@ -197,9 +197,9 @@ def parameter_terms(official: Any, agent: Any, size: str) -> dict[str, dict]:
     # A same-shaped agent filled with the official weights gives them our names.
     twin = make_agent(load_config(["agent=tdmpc", f"size={size}"]), agent.spec, torch.device("cpu"))
     copy_weights(official, twin)
-    theirs = dict(twin.wm.named_parameters())
+    theirs = dict(twin.world_model.named_parameters())
     out = {}
-    for name, p in agent.wm.named_parameters():
+    for name, p in agent.world_model.named_parameters():
         out[name] = diff(p.detach(), theirs[name].detach())
     return out
 

@@ -35,7 +35,7 @@ def summarise(
     # Work per update, to compare implementations by the GFLOP/s they reach rather than by
     # wall time alone (this host's matmul speed itself varies from minute to minute).
     work = gflop(lambda: agents["erm"].update(batch, 10**6))
-    groups = agents["erm"].wm.param_groups()
+    groups = agents["erm"].world_model.param_groups()
     result = {
         "batch": list(batch["reward"].shape),
         "world_model_params": sum(p.numel() for ps in groups.values() for p in ps),

@@ -8,13 +8,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from envs.base import Env
+from mbrl_sam.agent import Agent
 from mbrl_sam.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mbrl_sam.config import CHECKPOINT, check_resume_matches
 from mbrl_sam.errors import ConfigError
@@ -33,28 +34,6 @@ class Episode:
     act_state: Any = None
     ret: float = 0.0
     length: int = 0
-
-
-class Agent(Protocol):
-    """What the loop needs from an agent."""
-
-    def act(
-        self, obs: np.ndarray, state: Any, is_first: bool, explore: bool
-    ) -> tuple[np.ndarray, Any]:
-        """The action for `obs` and the recurrent or planner state to pass to the next call."""
-        ...
-
-    def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-        """Learn from one replayed batch; return the scalars to log."""
-        ...
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a checkpoint needs to resume the agent (networks, optimizers, scales)."""
-        ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from `state_dict()`."""
-        ...
 
 
 def random_action(spec: Any, rng: np.random.Generator) -> np.ndarray:

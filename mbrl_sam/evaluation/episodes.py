@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from tqdm import tqdm
 
 from envs.base import Env
+from mbrl_sam.agent import Agent
 
 
 def run_episodes(
-    agent: Any,
+    agent: Agent,
     env: Env,
     episodes: int,
     seed: int,

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from envs.base import Env
+from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.evaluation.model_error import measure_model_error
 from mbrl_sam.evaluation.value_gap import measure_value_gap
 from mbrl_sam.objectives import select_params
@@ -40,9 +41,11 @@ class MeasureConfig:
     seed: int = 0  # fixes the probe's random draws
 
 
-def world_model_probe(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) -> LossProbe:
+def world_model_probe(
+    agent: WorldModelAgent, batch: dict[str, Tensor], cfg: MeasureConfig
+) -> LossProbe:
     """The world-model loss on `batch` over the chosen parameter groups, draws fixed."""
-    params = select_params(agent.wm.param_groups(), cfg.groups)
+    params = select_params(agent.world_model.param_groups(), cfg.groups)
     closure = agent.model_loss(batch)
 
     def eager_loss() -> tuple[Tensor, dict]:
@@ -55,7 +58,9 @@ def world_model_probe(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) 
     return LossProbe(eager_loss, params, cfg.seed)
 
 
-def sharpness_measures(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) -> dict:
+def sharpness_measures(
+    agent: WorldModelAgent, batch: dict[str, Tensor], cfg: MeasureConfig
+) -> dict:
     """Top eigenvalue (vs 2/lr), trace, SAM sharpness, Adam-preconditioned sharpness."""
     # In float32 whatever the run trains with: L(w + eps) - L(w) and the Lanczos recurrence
     # are differences of nearby values that bfloat16 products would drown in rounding.
@@ -63,9 +68,11 @@ def sharpness_measures(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig)
         return _sharpness_measures(agent, batch, cfg)
 
 
-def _sharpness_measures(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig) -> dict:
+def _sharpness_measures(
+    agent: WorldModelAgent, batch: dict[str, Tensor], cfg: MeasureConfig
+) -> dict:
     probe = world_model_probe(agent, batch, cfg)
-    adam = agent.wm_opt.adam
+    adam = agent.model_optimizer.adam
     lr = float(adam.param_groups[-1]["lr"])
     out: dict[str, float] = {"params_measured": float(probe.dim)}
     start = time.perf_counter()
@@ -81,7 +88,7 @@ def _sharpness_measures(agent: Any, batch: dict[str, Tensor], cfg: MeasureConfig
 
 
 def measure_all(
-    agent: Any, batch: dict[str, Tensor], env: Env, cfg: MeasureConfig, seed: int
+    agent: WorldModelAgent, batch: dict[str, Tensor], env: Env, cfg: MeasureConfig, seed: int
 ) -> dict[str, Any]:
     """Every measurement; `flat` holds the scalars to log, the rest the per-step details."""
     with torch.random.fork_rng():  # measuring must not shift the training run's random draws

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 
 from envs.base import Env
+from mbrl_sam.agent import WorldModelAgent
 
 
-def record_episode(agent: Any, env: Env, seed: int) -> dict[str, Tensor]:
+def record_episode(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Tensor]:
     """One greedy episode in replay layout: action[t] led into obs[t], reward[t] came with it."""
     obs = env.reset(seed=seed)
     spec = env.spec
@@ -32,7 +33,7 @@ def record_episode(agent: Any, env: Env, seed: int) -> dict[str, Tensor]:
 
 
 def open_loop_errors(
-    agent: Any, episodes: list[dict[str, Tensor]], horizon: int, stride: int = 1
+    agent: WorldModelAgent, episodes: list[dict[str, Tensor]], horizon: int, stride: int = 1
 ) -> dict[str, list[float]]:
     """Mean error at each of k = 1..horizon steps after the start, over all starts."""
     sums: dict[str, np.ndarray] = {}
@@ -53,7 +54,7 @@ def open_loop_errors(
     return {key: (value / count).tolist() for key, value in sums.items()}
 
 
-def performance_gap(agent: Any, episodes: list[dict[str, Tensor]]) -> dict[str, Any]:
+def performance_gap(agent: WorldModelAgent, episodes: list[dict[str, Tensor]]) -> dict[str, Any]:
     """Return predicted open loop from each episode's first state for its real actions, against
     the real return (undiscounted, over the whole episode)."""
     predicted, real = [], []
@@ -72,7 +73,7 @@ def performance_gap(agent: Any, episodes: list[dict[str, Tensor]]) -> dict[str, 
 
 
 def measure_model_error(
-    agent: Any, env: Env, episodes: int, seed: int, horizon: int, stride: int = 4
+    agent: WorldModelAgent, env: Env, episodes: int, seed: int, horizon: int, stride: int = 4
 ) -> dict[str, Any]:
     """Record fresh greedy episodes, then their k-step errors and the performance gap."""
     recorded = [record_episode(agent, env, seed + i) for i in range(episodes)]

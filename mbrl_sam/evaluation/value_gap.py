@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.base import Env
+from mbrl_sam.agent import WorldModelAgent
 
 
 def discounted_returns(rewards: np.ndarray, discount: float, tail: float = 0.0) -> np.ndarray:
@@ -30,7 +31,7 @@ def gap_statistics(values: np.ndarray, returns: np.ndarray) -> dict[str, float]:
     }
 
 
-def play_and_value(agent: Any, env: Env, seed: int) -> dict[str, Any]:
+def play_and_value(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Any]:
     """One greedy episode: per step the agent's value of the state it acted in, the reward,
     and at the end whether it terminated and the agent's value of the final state."""
     obs = env.reset(seed=seed)
@@ -73,7 +74,7 @@ def value_gap(
 
 
 def measure_value_gap(
-    agent: Any, env: Env, episodes: int, seed: int, tail: str = "bootstrap"
+    agent: WorldModelAgent, env: Env, episodes: int, seed: int, tail: str = "bootstrap"
 ) -> dict[str, Any]:
     """Play `episodes` greedy episodes and report the agent's value-estimation gap on them."""
     played = [play_and_value(agent, env, seed + i) for i in range(episodes)]

@@ -21,12 +21,14 @@ def agent(*overrides, spec=SPEC):
 def test_latent_mpc_value_is_discounted_rewards_plus_the_critic_value():
     a = agent("planner=mppi")
     with torch.no_grad():
-        a.wm.reward_head[-1].bias.copy_(a.wm.twohot.encode(torch.tensor(1.5)).log().clamp_min(-1e4))
-        a.wm.continue_head[-1].weight.zero_()
-        a.wm.continue_head[-1].bias.fill_(40.0)  # continue with probability 1
+        a.world_model.reward_head[-1].bias.copy_(
+            a.world_model.twohot.encode(torch.tensor(1.5)).log().clamp_min(-1e4)
+        )
+        a.world_model.continue_head[-1].weight.zero_()
+        a.world_model.continue_head[-1].bias.fill_(40.0)  # continue with probability 1
         critic_out = a.ac.critic[-1]
         critic_out.bias.copy_(a.ac.twohot.encode(torch.tensor(-3.0)).log().clamp_min(-1e4))
-    latent = a.wm.initial(1, torch.device("cpu"))
+    latent = a.world_model.initial(1, torch.device("cpu"))
     actions = torch.rand(6, 3, 2) * 2 - 1
     g = a.ac.discount
     expected = 1.5 * (1 + g + g**2) + g**3 * -3.0
@@ -50,7 +52,7 @@ def test_actions_sampled_outside_the_bounds_reach_env_and_model_clipped(monkeypa
     planner's policy trajectories hand them on clipped to [-1, 1]."""
     a = agent("planner=mppi")
     monkeypatch.setattr(torch, "randn_like", lambda x: torch.full_like(x, 5.0))  # z = 5
-    latent = a.wm.initial(1, torch.device("cpu"))
+    latent = a.world_model.initial(1, torch.device("cpu"))
     prior = a._policy_trajectories(latent, 4)
     assert prior.shape == (4, a.planner.cfg.horizon, 2) and torch.all(prior == 1)
     a = agent()

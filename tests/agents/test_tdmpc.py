@@ -42,15 +42,15 @@ def set_constant(twohot, bias, value):
 def constant_heads_agent(*overrides):
     """An agent (discount 0.9) whose model predicts reward 2 and Q 10 everywhere."""
     a = agent("agent.discount=0.9", *overrides)
-    set_constant(a.wm.twohot, a.wm.reward_head[-1].bias, 2.0)
-    for m in range(a.wm.cfg.num_q):
-        set_constant(a.wm.twohot, a.wm.qs.biases[-1][m, 0], 10.0)
+    set_constant(a.world_model.twohot, a.world_model.reward_head[-1].bias, 2.0)
+    for m in range(a.world_model.cfg.num_q):
+        set_constant(a.world_model.twohot, a.world_model.qs.biases[-1][m, 0], 10.0)
     return a
 
 
 def test_estimated_value_is_discounted_rewards_plus_terminal_q():
     a = constant_heads_agent()
-    z = a.wm.encode(torch.randn(1, 5))
+    z = a.world_model.encode(torch.randn(1, 5))
     value = a.estimate_value(z, torch.rand(7, 3, 3) * 2 - 1)
     expected = 2.0 * (1 + 0.9 + 0.81) + 0.9**3 * 10.0
     torch.testing.assert_close(value, torch.full((7,), expected), atol=1e-3, rtol=1e-4)
@@ -58,9 +58,9 @@ def test_estimated_value_is_discounted_rewards_plus_terminal_q():
 
 def test_estimated_value_stops_at_the_first_predicted_termination():
     a = constant_heads_agent("agent.model.episodic=true")
-    z = a.wm.encode(torch.randn(1, 5))
+    z = a.world_model.encode(torch.randn(1, 5))
     actions = torch.rand(7, 3, 3) * 2 - 1
-    head = a.wm.termination_head[-1]
+    head = a.world_model.termination_head[-1]
     with torch.no_grad():
         head.weight.zero_()
         head.bias.fill_(-0.5)  # p(end) = 0.38: the return goes on
@@ -82,15 +82,17 @@ def test_update_moves_targets_by_tau_and_keeps_the_policy_out_of_the_model_step(
         "is_first": torch.zeros(8, 4, dtype=torch.bool),
         "is_terminal": torch.zeros(8, 4, dtype=torch.bool),
     }
-    pi_before = [p.clone() for p in a.wm.pi.parameters()]
+    pi_before = [p.clone() for p in a.world_model.pi.parameters()]
     a.model_step(batch, 0)
-    for p, q in zip(a.wm.pi.parameters(), pi_before):
+    for p, q in zip(a.world_model.pi.parameters(), pi_before):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
-    targets = [p.clone() for p in a.wm.target_qs.parameters()]
+    targets = [p.clone() for p in a.world_model.target_qs.parameters()]
     metrics = a.update(batch, 1)
-    for t, old, q in zip(a.wm.target_qs.parameters(), targets, a.wm.qs.parameters()):
+    for t, old, q in zip(
+        a.world_model.target_qs.parameters(), targets, a.world_model.qs.parameters()
+    ):
         torch.testing.assert_close(t, old + 0.25 * (q - old))
-    assert any(not torch.equal(p, q) for p, q in zip(a.wm.pi.parameters(), pi_before))
+    assert any(not torch.equal(p, q) for p, q in zip(a.world_model.pi.parameters(), pi_before))
     assert np.isfinite(metrics["model/sharpness"]) and np.isfinite(metrics["policy/pi_loss"])
 
 
@@ -127,13 +129,13 @@ def test_discount_follows_the_episode_length_as_in_tdmpc2():
 
 def test_policy_entropy_bonus_is_tdmpc2s_scaled_gaussian_term():
     a = agent("agent.entropy_coef=0.5")
-    zs = torch.rand(4, 6, a.wm.cfg.latent_dim)
+    zs = torch.rand(4, 6, a.world_model.cfg.latent_dim)
     torch.manual_seed(3)
     loss, _ = a.policy_loss(zs)()
     a.q_scale.value.fill_(1.0)
     torch.manual_seed(3)
-    action, log_prob = a.wm.pi(zs)
-    q = a.wm.q(zs, action, "avg")  # zero-initialised heads: exactly 0, scale stays 1
+    action, log_prob = a.world_model.pi(zs)
+    q = a.world_model.q(zs, action, "avg")  # zero-initialised heads: exactly 0, scale stays 1
     rho = 0.5 ** torch.arange(4.0)
     expected = -(rho[:, None] * (q + 0.5 * 3 * -log_prob)).mean()
     torch.testing.assert_close(loss, expected)
@@ -151,14 +153,14 @@ def test_pixels_or_discrete_actions_are_refused_with_a_pointer_to_dreamer():
 def test_compiled_mlps_give_the_eager_values_and_keep_checkpoint_keys():
     eager, compiled = agent(), agent("agent.compile=true")
     with torch.no_grad():  # heads that start at zero would make every value the same
-        eager.wm.reward_head[-1].weight.normal_(0, 0.5)
-        eager.wm.qs.weights[-1].normal_(0, 0.5)
-    compiled.wm.load_state_dict(eager.wm.state_dict())
-    assert compiled.wm.state_dict().keys() == eager.wm.state_dict().keys()
-    z = eager.wm.encode(torch.randn(1, 5))
+        eager.world_model.reward_head[-1].weight.normal_(0, 0.5)
+        eager.world_model.qs.weights[-1].normal_(0, 0.5)
+    compiled.world_model.load_state_dict(eager.world_model.state_dict())
+    assert compiled.world_model.state_dict().keys() == eager.world_model.state_dict().keys()
+    z = eager.world_model.encode(torch.randn(1, 5))
     actions = torch.rand(16, 3, 3) * 2 - 1
     values = []
-    eager.wm.eval(), compiled.wm.eval()  # as when planning: no dropout
+    eager.world_model.eval(), compiled.world_model.eval()  # as when planning: no dropout
     for value in (eager.estimate_value, compiled.estimate_value, compiled._plan_value):
         torch.manual_seed(1)
         with torch.no_grad():
@@ -170,16 +172,16 @@ def test_compiled_mlps_give_the_eager_values_and_keep_checkpoint_keys():
 
 def test_compiled_agent_trains_on_the_same_loss_and_measures_the_eager_hessian():
     eager, compiled = agent(), agent("agent.compile=true")
-    compiled.wm.load_state_dict(eager.wm.state_dict())
+    compiled.world_model.load_state_dict(eager.world_model.state_dict())
     batch = random_batch(8)
     compiled.update(batch, 1)  # the training path runs the compiled graphs first
-    compiled.wm.load_state_dict(eager.wm.state_dict())
+    compiled.world_model.load_state_dict(eager.world_model.state_dict())
     losses = []
     for a in (eager, compiled):
-        a.wm.eval()  # no dropout, so both losses see the same network
+        a.world_model.eval()  # no dropout, so both losses see the same network
         torch.manual_seed(1)
         losses.append(a.model_loss(batch)()[0])
-        a.wm.train()
+        a.world_model.train()
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
     cfg = MeasureConfig(groups="dynamics")
     probes = [world_model_probe(a, batch, cfg) for a in (eager, compiled)]

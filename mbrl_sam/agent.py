@@ -1,0 +1,68 @@
+"""The agent interfaces: what the training loop needs (`Agent`) and what evaluation and the
+flatness measurements need on top (`WorldModelAgent`). Both agents in `agents/` satisfy both."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from torch import Tensor, nn
+
+from mbrl_sam.objectives import LossClosure
+from mbrl_sam.optim import ClosureOptimizer
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What the training loop needs from an agent."""
+
+    def act(
+        self, obs: np.ndarray, state: Any, is_first: bool, explore: bool
+    ) -> tuple[np.ndarray, Any]:
+        """The action for `obs` and the recurrent or planner state to pass to the next call."""
+        ...
+
+    def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
+        """Learn from one replayed batch; return the scalars to log."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint needs to resume the agent (networks, optimizers, scales)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict()`."""
+        ...
+
+
+@runtime_checkable
+class WorldModel(Protocol):
+    """A learned model whose parameters come in named groups (what SAM may perturb)."""
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The world model's parameters by group name (e.g. encoder, dynamics)."""
+        ...
+
+
+@runtime_checkable
+class WorldModelAgent(Agent, Protocol):
+    """An agent with a world model: what value gap, model error and sharpness measure."""
+
+    world_model: WorldModel
+    model_optimizer: ClosureOptimizer  # steps the world model through its objective
+    discount: float  # the discount its values are defined with
+
+    def model_loss(self, batch: dict[str, Tensor]) -> LossClosure:
+        """The world-model loss on a replayed batch as a pure closure: (loss, aux)."""
+        ...
+
+    def state_value(self, obs: np.ndarray, act_state: Any) -> float:
+        """The agent's own value estimate of the state it is in."""
+        ...
+
+    def open_loop(
+        self, episode: dict[str, Tensor], starts: Tensor, horizon: int
+    ) -> dict[str, Tensor]:
+        """From each start of a real episode, the model's `horizon`-step open-loop predictions
+        with the real actions: reward_pred, reward_true, and latent or observation errors."""
+        ...
