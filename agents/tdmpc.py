@@ -30,9 +30,12 @@ def heuristic_discount(
 def resolve_discount(discount: float | str, spec: EnvSpec) -> float:
     """A number as given; `auto` from the env's episode length as TD-MPC2 does."""
     if discount != "auto":
-        value = float(discount)
+        try:
+            value = float(discount)
+        except (TypeError, ValueError):
+            value = float("nan")
         if not 0 < value <= 1:
-            raise ConfigError(f"agent.discount={discount} must lie in (0, 1], or be auto")
+            raise ConfigError(f"agent.discount={discount!r} must be auto or a number in (0, 1]")
         return value
     if not spec.episode_length:
         raise ConfigError(

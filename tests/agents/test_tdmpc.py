@@ -122,6 +122,9 @@ def test_discount_follows_the_episode_length_as_in_tdmpc2():
     cfg = load_config(["agent=tdmpc", "size=tiny"])
     assert make_agent(cfg, long_spec, torch.device("cpu")).discount == pytest.approx(0.995)
     assert agent("agent.discount=0.9").discount == 0.9
+    for bad in ("0", "1.5", "abc"):
+        with pytest.raises(ConfigError, match="agent.discount"):
+            agent(f"agent.discount={bad}")
     unbounded = EnvSpec((5,), np.float32, 3, False, 1)
     with pytest.raises(ConfigError, match="agent.discount"):
         make_agent(cfg, unbounded, torch.device("cpu"))
