@@ -55,8 +55,8 @@ def evaluate(args: dict) -> dict:
     """Load the run's config and checkpoint, play the episodes, write and return the result."""
     import torch
 
+    from agents.run import load_saved_run
     from mbrl_sam.evaluation.episodes import run_episodes
-    from mbrl_sam.evaluation.saved_run import load_saved_run
     from mbrl_sam.evaluation.suites import suite_of
     from mbrl_sam.evaluation.video import write_gif
     from mbrl_sam.runtime import matmul_precision

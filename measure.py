@@ -38,8 +38,8 @@ def main() -> None:
     """Entry point; start-up errors print one line and exit 2."""
     try:
         run_dir, device, mcfg = parse(sys.argv[1:])
+        from agents.run import load_saved_run
         from mbrl_sam.evaluation.flatness import measure_all
-        from mbrl_sam.evaluation.saved_run import load_saved_run
         from mbrl_sam.replay import SequenceReplay
         from mbrl_sam.runtime import matmul_precision
 

@@ -27,8 +27,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     import torch
 
     from agents import make_agent
+    from agents.run import validate_config
     from envs import make_env
-    from mbrl_sam.config import validate_config
     from mbrl_sam.logger import Logger
     from mbrl_sam.replay import SequenceReplay
     from mbrl_sam.runtime import matmul_precision, resolve_device, seed_everything, tune_allocator

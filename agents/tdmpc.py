@@ -52,10 +52,10 @@ class RunningScale:
         self.rate = rate
         self.value = torch.ones((), device=device)
 
-    def update(self, x: Tensor) -> None:
-        """Move toward the percentile range of `x`."""
+    def after(self, x: Tensor) -> Tensor:
+        """The scale after an update with `x`, without changing it (for pure loss closures)."""
         q = torch.quantile(x.detach().flatten().float(), x.new_tensor([0.05, 0.95]))
-        self.value.lerp_((q[1] - q[0]).clamp_min(1.0), self.rate)
+        return torch.lerp(self.value, (q[1] - q[0]).clamp_min(1.0), self.rate)
 
 
 class TDMPCAgent:
@@ -208,22 +208,26 @@ class TDMPCAgent:
             finally:
                 for p in qs_params:
                     p.requires_grad_(True)
-            self.q_scale.update(q[0])
+            # As TD-MPC2, Q is divided by the scale updated with this batch's first-step Qs;
+            # the update itself is committed once, after the step (`_update_policy`).
+            q_scale = self.q_scale.after(q[0])
             # TD-MPC2's bonus: the pre-tanh Gaussian's entropy estimate times the action dim.
             entropy = -log_prob * self.spec.action_dim
-            objective = q / self.q_scale.value + self.entropy_coef * entropy
+            objective = q / q_scale + self.entropy_coef * entropy
             loss = -(weights[:, None] * objective).mean()
             pi_entropy = -squashed_log_prob(action, log_prob).mean()
-            return loss, {"pi_loss": loss.detach(), "pi_entropy": pi_entropy.detach()}
+            aux = {"pi_loss": loss.detach(), "pi_entropy": pi_entropy.detach()}
+            return loss, {**aux, "q_scale": q_scale}
 
         return policy_loss
 
     def _update_policy(self, zs: Tensor) -> dict[str, float]:
         """One step of the policy prior on the world model's latents."""
-        aux, metrics = self.pi_opt.step(self.policy_loss(zs))
+        aux, metrics = self.pi_opt.step(
+            self.policy_loss(zs), commit=lambda aux: self.q_scale.value.copy_(aux["q_scale"])
+        )
         out = {f"policy/{k}": float(v) for k, v in aux.items()}
         out["policy/grad_norm"] = metrics["final_grad_norm"]
-        out["policy/q_scale"] = float(self.q_scale.value)
         return out
 
     # -- measurements ------------------------------------------------------------------------

@@ -217,7 +217,7 @@ def returns_terms(o: SimpleNamespace, oc: Any, ac: ActorCritic, x: dict) -> tupl
             return o.Normalize(**dict(oc.retnorm), name="retnorm")(t(ret), True)
 
         state, (_, scale) = pure(o, norm, state)
-        ac._update_return_scale(torch.from_numpy(ret))
+        ac.return_scale.copy_(ac.return_scale_after(torch.from_numpy(ret)))
         scales[0].append(float(ac.return_scale.clamp_min(1.0)))  # as ActorCritic._targets
         scales[1].append(float(scale))
     return {"lambda_returns": diff(ours, t(out)), "return_scale": diff(*scales)}, state

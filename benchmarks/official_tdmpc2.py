@@ -65,7 +65,12 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkout", type=Path, default=Path.home() / "official/tdmpc2")
     p.add_argument("--out", type=Path, required=True, help="RUN_DIR")
-    p.add_argument("--task", default="cartpole-swingup")
+    p.add_argument(
+        "--task",
+        default="cartpole-swingup",
+        type=lambda t: t.removeprefix("dmc/"),
+        help="a DMC task, as ours names it (dmc/cartpole-swingup) or as TD-MPC2 does",
+    )
     p.add_argument("--steps", type=int, default=30000, help="env steps (action repeat 2)")
     p.add_argument("--eval-every", type=int, default=5000, help="env steps")
     p.add_argument("--eval-episodes", type=int, default=2)

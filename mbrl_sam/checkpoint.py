@@ -13,6 +13,8 @@ import torch
 
 from mbrl_sam.errors import ConfigError
 
+CHECKPOINT = "checkpoint.pt"  # its file name in a run_dir
+
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """Write `state` to `path` atomically: readers see the old file or the new one, never a part."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -36,8 +36,19 @@ class ClosureOptimizer:
         self.adam = torch.optim.Adam(groups, lr=lr, eps=eps, weight_decay=weight_decay)
         self.skipped = 0
 
-    def step(self, closure: LossClosure, step: int = 0) -> tuple[Any, dict[str, float]]:
-        """One update; returns the closure's aux (unperturbed pass) and metrics."""
+    def step(
+        self,
+        closure: LossClosure,
+        step: int = 0,
+        commit: Callable[[Any], None] | None = None,
+    ) -> tuple[Any, dict[str, float]]:
+        """One update; returns the closure's aux (unperturbed pass) and metrics.
+
+        An objective may evaluate the closure more than once (SAM: twice), so the closure must
+        not change state. State it computes (a scale's EMA, say) goes into its aux, and
+        `commit(aux)` applies it: once per step, after the parameter update, with the aux of the
+        unperturbed pass; not at all when the step is skipped for a non-finite gradient.
+        """
         self.adam.zero_grad(set_to_none=True)
         loss, aux, metrics = self.objective.backward(closure, self.params, self.perturbed, step)
         # Clipping applies to the final gradient, after the objective has built it.
@@ -45,6 +56,8 @@ class ClosureOptimizer:
         metrics["final_grad_norm"] = float(norm)
         if torch.isfinite(norm):
             self.adam.step()
+            if commit is not None:
+                commit(aux)
             metrics["skipped_step"] = 0.0
         else:
             self.skipped += 1

@@ -14,10 +14,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs.base import Env
 from mbrl_sam.agent import Agent
-from mbrl_sam.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from mbrl_sam.config import CHECKPOINT, check_resume_matches
+from mbrl_sam.checkpoint import (
+    CHECKPOINT,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from mbrl_sam.config import check_resume_matches
+from mbrl_sam.environment import Env
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.episodes import run_episodes
 from mbrl_sam.evaluation.flatness import MeasureConfig, measure_all

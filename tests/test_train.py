@@ -15,7 +15,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from mbrl_sam.config import CHECKPOINT, load_config
+from mbrl_sam.checkpoint import CHECKPOINT
+from mbrl_sam.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [

@@ -146,16 +146,16 @@ class ActorCritic(nn.Module):
         return traj
 
     def _targets(self, traj: dict[str, Tensor], value: Tensor, start_cont: Tensor) -> tuple:
-        """Lambda-returns, per-step loss weights and the return scale, from one trajectory."""
+        """Lambda-returns, per-step loss weights, the return scale's EMA updated with these
+        returns (for the caller to commit) and the divisor taken from it."""
         returns = lambda_returns(traj["reward"], traj["cont"], value, self.discount, self.cfg.lam)
         with torch.no_grad():
             # Every step's weight carries the discount, the first too: DreamerV3 weights by
             # its continue head, which learns (1 - terminal) * discount.
             discounts = self.discount * torch.cat([start_cont[None], traj["cont"][:-1]])
             weight = discounts.cumprod(0).detach()
-            self._update_return_scale(returns.detach())
-            scale = self.return_scale.clamp_min(1.0)
-        return returns, weight, scale
+            return_scale = self.return_scale_after(returns.detach())
+        return returns, weight, return_scale, return_scale.clamp_min(1.0)
 
     def update(self, wm: DreamerWorldModel, start: State, start_cont: Tensor) -> dict[str, float]:
         """One actor step on a fresh imagined batch, then one critic step on the same batch."""
@@ -163,26 +163,22 @@ class ActorCritic(nn.Module):
         dynamics = cfg.actor_grad == "dynamics" or (cfg.actor_grad == "auto" and not self.discrete)
 
         def actor_loss() -> tuple[Tensor, dict]:
-            critic_logits = None
             if dynamics:
                 # Gradients flow from the returns through the model into the actions; the
                 # model and critic weights are held fixed (their own optimizers train them).
                 with _frozen(wm, self.critic):
                     traj = self.imagine(wm, start)
                     value = self.value(traj["feat"])
-                returns, weight, scale = self._targets(traj, value, start_cont)
+                returns, weight, return_scale, scale = self._targets(traj, value, start_cont)
                 objective = returns / scale
             else:
                 # The model runs without a graph; the actor's graph from the rollout gives the
-                # log-probabilities, and one critic forward serves both the targets and the
-                # critic's own loss, so neither network runs twice on the trajectory.
+                # log-probabilities.
                 with _frozen(wm):
                     traj = self.imagine(wm, start, backprop=False)
-                critic_logits = self.critic(traj["feat"][:-1])
                 with torch.no_grad():
-                    last = self.critic(traj["feat"][-1:])
-                    value = self.twohot.mean(torch.cat([critic_logits.detach(), last]))
-                returns, weight, scale = self._targets(traj, value, start_cont)
+                    value = self.value(traj["feat"])
+                returns, weight, return_scale, scale = self._targets(traj, value, start_cont)
                 advantage = (returns - value[:-1]) / scale
                 objective = traj["log_prob"] * advantage
             entropy = traj["entropy"]
@@ -192,12 +188,13 @@ class ActorCritic(nn.Module):
                 "returns": returns.detach(),
                 "weight": weight,
                 "imag_reward": traj["reward"].mean().detach(),
-                "critic_logits": critic_logits,
             }
             metrics = {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach()}
-            return loss, {"metrics": metrics, "traj": aux}
+            return loss, {"metrics": metrics, "traj": aux, "return_scale": return_scale}
 
-        actor_aux, actor_metrics = self.actor_opt.step(actor_loss)
+        actor_aux, actor_metrics = self.actor_opt.step(
+            actor_loss, commit=lambda aux: self.return_scale.copy_(aux["return_scale"])
+        )
         traj = actor_aux["traj"]
         feat, returns, weight = traj["feat"], traj["returns"], traj["weight"]
         with torch.no_grad():
@@ -205,11 +202,7 @@ class ActorCritic(nn.Module):
 
         def critic_loss() -> tuple[Tensor, dict]:
             # Cross-entropy to the returns plus, as a regulariser, to the slow critic's mean.
-            # The critic's weights have not moved since the rollout (only the actor stepped),
-            # so logits kept from it are the current critic's.
-            logits = traj.pop("critic_logits")
-            if logits is None:
-                logits = self.critic(feat[:-1])
+            logits = self.critic(feat[:-1])
             loss = self.twohot.loss(logits, returns, slow_value, cfg.slow_reg)
             loss = (weight * loss).mean()
             return loss, {"critic_loss": loss.detach()}
@@ -225,15 +218,16 @@ class ActorCritic(nn.Module):
         metrics["return_scale"] = float(self.return_scale)
         return metrics
 
-    def _update_return_scale(self, returns: Tensor) -> None:
-        """EMA of the 5th-95th percentile range of returns (the normaliser's denominator)."""
+    def return_scale_after(self, returns: Tensor) -> Tensor:
+        """The EMA of the 5th-95th percentile range of returns (the normaliser's denominator)
+        after an update with `returns`, without changing it."""
         flat = returns.flatten().float()
         q = torch.quantile(
             flat,
             torch.tensor([self.cfg.retnorm_low, self.cfg.retnorm_high], device=flat.device) / 100.0,
         )
         rate = self.cfg.retnorm_rate
-        self.return_scale.mul_(1 - rate).add_(rate * (q[1] - q[0]))
+        return self.return_scale * (1 - rate) + rate * (q[1] - q[0])
 
     @torch.no_grad()
     def _update_slow_critic(self) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from envs.base import Env
 from mbrl_sam.agent import Agent
+from mbrl_sam.environment import Env
 
 
 def run_episodes(

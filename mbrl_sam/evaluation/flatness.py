@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from envs.base import Env
 from mbrl_sam.agent import WorldModelAgent
+from mbrl_sam.environment import Env
 from mbrl_sam.evaluation.model_error import measure_model_error
 from mbrl_sam.evaluation.value_gap import measure_value_gap
 from mbrl_sam.objectives import select_params

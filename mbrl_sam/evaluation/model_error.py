@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from envs.base import Env
 from mbrl_sam.agent import WorldModelAgent
+from mbrl_sam.environment import Env
 
 
 def record_episode(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Tensor]:

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.base import Env
 from mbrl_sam.agent import WorldModelAgent
+from mbrl_sam.environment import Env
 
 
 def discounted_returns(rewards: np.ndarray, discount: float, tail: float = 0.0) -> np.ndarray:
