@@ -18,8 +18,8 @@ from mbrl_sam.optim import ClosureOptimizer
 from mbrl_sam.planners import PlannerConfig, make_planner
 from mbrl_sam.world_models.dreamer import DreamerModelConfig, DreamerWorldModel
 
-# Latent state, previous action and (when planning) the planner's warm start.
-ActState = tuple[dict[str, Tensor], Tensor, dict | None]
+# Latent state, previous action and (when planning) the previous plan's mean: the warm start.
+ActState = tuple[dict[str, Tensor], Tensor, Tensor | None]
 
 
 class DreamerAgent:
@@ -78,21 +78,16 @@ class DreamerAgent:
         if state is None or is_first:
             latent = self.world_model.initial(1, self.device)
             prev_action = torch.zeros(1, self.spec.action_dim, device=self.device)
-            plan_state = None
+            warm = None
         else:
-            latent, prev_action, plan_state = state
+            latent, prev_action, warm = state
         embed = self.world_model.encode(self._obs_tensor(obs)[None])
         first = torch.tensor([is_first], device=self.device)
         latent = self.world_model.rssm.obs_step(latent, prev_action, embed, first)
         if self.planner is not None:
-            if plan_state is None:
-                self.planner.reset()
-            else:
-                self.planner.load_state_dict(plan_state)
             prior = self._policy_trajectories(latent, self.planner.cfg.prior_trajectories)
-            plan = self.planner.plan(lambda a: self.estimate_value(latent, a), prior, explore)
-            action = plan[None]
-            return plan.cpu().numpy(), (latent, action, self.planner.state_dict())
+            plan = self.planner.plan(lambda a: self.estimate_value(latent, a), warm, prior, explore)
+            return plan.action.cpu().numpy(), (latent, plan.action[None], plan.mean)
         dist = self.ac.actor(self.world_model.rssm.features(latent))
         action = dist.clip(dist.sample()) if explore else dist.mode()
         return action[0].cpu().numpy(), (latent, action, None)

@@ -126,21 +126,19 @@ class TDMPCAgent:
     def act(
         self, obs: np.ndarray, state: Any, is_first: bool, explore: bool
     ) -> tuple[np.ndarray, Any]:
-        """Plan from the encoded observation; `state` carries the planner's warm start."""
+        """Plan from the encoded observation; `state` carries the planner's warm start (the
+        previous step's plan mean; None at an episode's start)."""
         self.world_model.eval()  # no dropout while planning
         z = self.world_model.encode(torch.as_tensor(obs, device=self.device).float()[None])
         if not self.mpc:
             action, _ = self.world_model.pi(z, explore)
             self.world_model.train()
             return action[0].cpu().numpy(), None
-        if state is None or is_first:
-            self.planner.reset()
-        else:
-            self.planner.load_state_dict(state)
+        warm = None if is_first else state
         prior = self._policy_trajectories(z, self.planner.cfg.prior_trajectories)
-        action = self.planner.plan(lambda a: self._plan_value(z, a), prior, explore)
+        plan = self.planner.plan(lambda a: self._plan_value(z, a), warm, prior, explore)
         self.world_model.train()
-        return action.cpu().numpy(), self.planner.state_dict()
+        return plan.action.cpu().numpy(), plan.mean
 
     def _policy_trajectories(self, z: Tensor, count: int) -> Tensor | None:
         """Action sequences (count, H, A) from rolling the policy prior out in the model."""

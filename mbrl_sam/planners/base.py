@@ -1,10 +1,15 @@
-"""The planner interface: optimise action sequences against a score, warm-started per step."""
+"""The planner interface: optimise action sequences against a score, warm-started per step.
+
+Planners hold no state: the warm start comes in with each call and the fitted mean goes back
+out in the `Plan`, for the agent to carry to the next step (in its act state).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -46,6 +51,13 @@ class PlannerConfig:
                 raise ConfigError(f"planner.{name}={getattr(self, name)!r} must be {need}")
 
 
+class Plan(NamedTuple):
+    """A planner's answer for one step."""
+
+    action: Tensor  # (A,) the first action to execute, in [-1, 1]
+    mean: Tensor  # (H, A) the fitted mean: the next step's warm start
+
+
 class Planner(ABC):
     """Iteratively refits a Gaussian over H-step action sequences to the best candidates."""
 
@@ -56,24 +68,26 @@ class Planner(ABC):
         self.action_dim, self.cfg, self.device = action_dim, cfg, torch.device(device)
         high = action_dim >= cfg.high_dim
         self.iterations = cfg.iterations_high_dim if high else cfg.iterations
-        self.prev_mean: Tensor | None = None
 
-    def reset(self) -> None:
-        """Forget the warm start (call at the start of every episode)."""
-        self.prev_mean = None
-
-    def initial_mean(self) -> Tensor:
-        """The previous plan shifted one step earlier (zero at the end), or zeros."""
+    def initial_mean(self, warm: Tensor | None) -> Tensor:
+        """The previous step's mean shifted one step earlier (zero at the end), or zeros."""
         mean = torch.zeros(self.cfg.horizon, self.action_dim, device=self.device)
-        if self.prev_mean is not None:
-            mean[:-1] = self.prev_mean[1:]
+        if warm is not None:
+            mean[:-1] = warm[1:].to(self.device)
         return mean
 
     @torch.no_grad()
-    def plan(self, score: Score, prior: Tensor | None = None, explore: bool = False) -> Tensor:
-        """Optimise an H-step action sequence with `score`; return its first action (A,)."""
+    def plan(
+        self,
+        score: Score,
+        warm: Tensor | None = None,
+        prior: Tensor | None = None,
+        explore: bool = False,
+    ) -> Plan:
+        """Optimise an H-step action sequence with `score`, warm-started from the previous
+        step's `Plan.mean` (None at an episode's start); return its first action and mean."""
         cfg = self.cfg
-        mean = self.initial_mean()
+        mean = self.initial_mean(warm)
         std = torch.full_like(mean, cfg.max_std)
         if prior is not None:
             if prior.dim() != 3 or prior.shape[1:] != mean.shape:
@@ -100,11 +114,10 @@ class Planner(ABC):
             w = weights[:, None, None]
             mean = (w * elites).sum(0)
             std = (w * (elites - mean).pow(2)).sum(0).sqrt().clamp(cfg.min_std, cfg.max_std)
-        self.prev_mean = mean
         action = self._choose(elites, weights, mean)
         if explore:
             action = action + std[0] * torch.randn_like(action)
-        return action.clamp(-1, 1)
+        return Plan(action.clamp(-1, 1), mean)
 
     @abstractmethod
     def _elite_weights(self, values: Tensor) -> Tensor:
@@ -113,12 +126,3 @@ class Planner(ABC):
     @abstractmethod
     def _choose(self, elites: Tensor, weights: Tensor, mean: Tensor) -> Tensor:
         """The first action to execute, from the final elites and fitted mean."""
-
-    def state_dict(self) -> dict[str, Tensor | None]:
-        """The warm start, so it can travel with an episode or a checkpoint."""
-        return {"prev_mean": None if self.prev_mean is None else self.prev_mean.clone()}
-
-    def load_state_dict(self, state: dict[str, Tensor | None]) -> None:
-        """Restore from `state_dict()`."""
-        mean = state["prev_mean"]
-        self.prev_mean = None if mean is None else mean.to(self.device).clone()

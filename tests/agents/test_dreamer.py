@@ -42,7 +42,7 @@ def test_acting_by_latent_mpc_gives_bounded_actions_and_a_warm_start(planner):
     obs = np.ones(5, np.float32)
     action, state = a.act(obs, None, True, explore=True)
     assert action.shape == (2,) and np.abs(action).max() <= 1
-    assert state[2]["prev_mean"].shape == (3, 2)
+    assert state[2].shape == (3, 2)
     action, _ = a.act(obs, state, False, explore=False)
     assert np.abs(action).max() <= 1
 

@@ -105,9 +105,9 @@ def test_act_gives_bounded_actions_and_carries_the_warm_start(planner):
     if planner == "none":
         assert state is None
         return
-    assert state["prev_mean"].shape == (3, 3)
+    assert state.shape == (3, 3)
     action, state2 = a.act(obs, state, False, explore=False)
-    assert np.abs(action).max() <= 1 and not torch.equal(state2["prev_mean"], state["prev_mean"])
+    assert np.abs(action).max() <= 1 and not torch.equal(state2, state)
 
 
 def test_discount_follows_the_episode_length_as_in_tdmpc2():

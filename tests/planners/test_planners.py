@@ -45,7 +45,7 @@ def test_finds_the_closed_form_optimum_of_a_quadratic(cls, action_dim, horizon):
     # a_0 = c reaches the goal at once and a_t = 0 then stays there: every term is 0.
     cfg = PlannerConfig(horizon=horizon, samples=1024, elites=32)
     planner = cls(action_dim, cfg, CPU)
-    action = planner.plan(point_mass_score(x0, goal))
+    action = planner.plan(point_mass_score(x0, goal)).action
     assert planner.iterations == (8 if action_dim >= 20 else 6)
     assert action.shape == (action_dim,)
     assert (action - c).abs().max() < 0.1, (action, c)
@@ -58,14 +58,14 @@ def test_optimum_beyond_the_bounds_gives_actions_on_the_bounds(cls):
     goal = torch.tensor([5.0, -5.0, 5.0])  # needs |a| > 1: the best feasible is the corner
     corner = torch.tensor([1.0, -1.0, 1.0])
     planner = cls(3, PlannerConfig(horizon=2), CPU)
-    action = planner.plan(point_mass_score(x0, goal))
+    action = planner.plan(point_mass_score(x0, goal)).action
     torch.testing.assert_close(action, corner, atol=0.05, rtol=0)
     # With few elites, all of them are clamped samples at the corner, so the plan is exact.
-    exact = cls(3, PlannerConfig(horizon=1, elites=8), CPU).plan(point_mass_score(x0, goal))
+    exact = cls(3, PlannerConfig(horizon=1, elites=8), CPU).plan(point_mass_score(x0, goal)).action
     torch.testing.assert_close(exact, corner, atol=0, rtol=0)
     for explore in (False, True):
         for _ in range(5):
-            a = planner.plan(point_mass_score(x0, torch.randn(3) * 3), explore=explore)
+            a = planner.plan(point_mass_score(x0, torch.randn(3) * 3), explore=explore).action
             assert a.shape == (3,) and a.abs().max() <= 1.0
 
 
@@ -75,7 +75,7 @@ def test_explore_adds_noise_on_top_of_the_same_plan(cls):
     actions = []
     for explore in (False, True):
         torch.manual_seed(4)
-        actions.append(cls(2, PlannerConfig(horizon=2), CPU).plan(score, explore=explore))
+        actions.append(cls(2, PlannerConfig(horizon=2), CPU).plan(score, explore=explore).action)
     assert (actions[0] - actions[1]).abs().max() > 1e-4
 
 
@@ -86,19 +86,17 @@ def test_warm_start_is_the_previous_mean_shifted_by_one_step(cls, monkeypatch):
     target = torch.tensor([[0.2, -0.2], [0.4, -0.4], [0.6, -0.6], [0.8, -0.8]])
     score = Recorder(lambda a: -(a - target).pow(2).sum((1, 2)))
     planner = cls(2, PlannerConfig(horizon=4), CPU)
-    planner.plan(score)
-    previous = planner.prev_mean.clone()
+    previous = planner.plan(score).mean.clone()
     assert (previous - target).abs().max() < 0.1
     expected = torch.cat([previous[1:], torch.zeros(1, 2)])
     # Zero noise: the first iteration then samples exactly the initial mean.
     monkeypatch.setattr(torch, "randn", lambda *shape, **kw: torch.zeros(*shape, **kw))
     score.seen.clear()
-    planner.plan(score)
+    planner.plan(score, warm=previous)
     assert score.seen[0].shape == (512, 4, 2)
     torch.testing.assert_close(score.seen[0], expected.expand(512, 4, 2), rtol=0, atol=0)
-    planner.reset()
     score.seen.clear()
-    planner.plan(score)
+    planner.plan(score)  # no warm start: an episode's first step
     torch.testing.assert_close(score.seen[0], torch.zeros(512, 4, 2), rtol=0, atol=0)
 
 
@@ -112,7 +110,7 @@ def test_prior_trajectories_are_in_every_iteration_and_a_perfect_one_wins(cls):
     rec = Recorder(point_mass_score(x0, goal))
     cfg = PlannerConfig(horizon=3, samples=64, elites=1, prior_trajectories=4)
     planner = cls(2, cfg, CPU)
-    action = planner.plan(rec, prior=prior)
+    action = planner.plan(rec, prior=prior).action
     assert len(rec.seen) == planner.iterations
     for candidates in rec.seen:
         assert candidates.shape == (64, 3, 2)
@@ -154,7 +152,7 @@ def test_nan_scores_count_as_zero():
     torch.manual_seed(5)
     # Sequences starting above 0.5 score NaN; all others score below 0, so NaN (as 0) wins.
     score = lambda a: torch.where(a[:, 0, 0] > 0.5, torch.nan, -1.0 - a[:, 0, 0].abs())  # noqa: E731
-    action = CEM(1, PlannerConfig(horizon=1), CPU).plan(score)
+    action = CEM(1, PlannerConfig(horizon=1), CPU).plan(score).action
     assert action.item() > 0.5
 
 
@@ -171,21 +169,18 @@ def test_bad_names_and_settings_are_config_errors():
     planner = MPPI(2, PlannerConfig(horizon=3), CPU)
     for prior in (torch.zeros(4, 2, 2), torch.zeros(4, 3, 3), torch.zeros(3, 2)):
         with pytest.raises(ValueError, match="prior"):
-            planner.plan(lambda a: a.sum((1, 2)), prior)
+            planner.plan(lambda a: a.sum((1, 2)), prior=prior)
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_state_dict_round_trips_the_warm_start(cls):
+def test_a_plan_depends_only_on_its_inputs_not_on_earlier_calls(cls):
     score = point_mass_score(torch.zeros(2), torch.ones(2) * 0.2)
-    a = cls(2, PlannerConfig(), CPU)
-    a.plan(score)
-    b = cls(2, PlannerConfig(), CPU)
-    b.load_state_dict(a.state_dict())
-    torch.testing.assert_close(b.prev_mean, a.prev_mean, rtol=0, atol=0)
+    warm = cls(2, PlannerConfig(), CPU).plan(score).mean
+    used, fresh = cls(2, PlannerConfig(), CPU), cls(2, PlannerConfig(), CPU)
+    used.plan(point_mass_score(torch.zeros(2), -torch.ones(2)))  # an unrelated earlier call
     plans = []
-    for planner in (a, b):
+    for planner in (used, fresh):
         torch.manual_seed(6)
-        plans.append(planner.plan(score))
-    torch.testing.assert_close(plans[0], plans[1], rtol=0, atol=0)
-    b.load_state_dict(cls(2, PlannerConfig(), CPU).state_dict())
-    assert b.prev_mean is None
+        plans.append(planner.plan(score, warm))
+    torch.testing.assert_close(plans[0].action, plans[1].action, rtol=0, atol=0)
+    torch.testing.assert_close(plans[0].mean, plans[1].mean, rtol=0, atol=0)
