@@ -56,6 +56,7 @@ def evaluate(args: dict) -> dict:
     import torch
 
     from agents.run import load_saved_run
+    from mbrl_sam import seeds
     from mbrl_sam.evaluation.episodes import run_episodes
     from mbrl_sam.evaluation.suites import suite_of
     from mbrl_sam.evaluation.video import write_gif
@@ -64,7 +65,7 @@ def evaluate(args: dict) -> dict:
     run_dir = Path(args["run_dir"])
     cfg, agent, env, state = load_saved_run(run_dir, args["device"], args["seed"], args["video"])
     env_steps = state["counters"]["agent_steps"] * env.spec.action_repeat
-    seed = 2 * 10**6 + args["seed"] * 1000  # apart from the seeds training evaluations use
+    seed = seeds.evaluate_script(args["seed"])
     frames = [] if args["video"] else None
     if args["video"]:
         check_renders(env, cfg.task)

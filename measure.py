@@ -39,6 +39,7 @@ def main() -> None:
     try:
         run_dir, device, mcfg = parse(sys.argv[1:])
         from agents.run import load_saved_run
+        from mbrl_sam import seeds
         from mbrl_sam.evaluation.flatness import measure_all
         from mbrl_sam.replay import SequenceReplay
         from mbrl_sam.runtime import matmul_precision
@@ -59,7 +60,7 @@ def main() -> None:
         batch = replay.sample(cfg.agent.batch_size, cfg.agent.batch_length, rng)
     # The value gap and model error as the run acts (sharpness is always measured in float32).
     with matmul_precision(cfg.get("matmul_precision", "highest")):
-        result = measure_all(agent, batch, env, mcfg, seed=4 * 10**6)
+        result = measure_all(agent, batch, env, mcfg, seed=seeds.MEASURE_SCRIPT)
     env.close()
     env_steps = state["counters"]["agent_steps"] * env.spec.action_repeat
     result.update(task=cfg.task, objective=cfg.objective.name, env_steps=env_steps)

@@ -29,6 +29,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from agents import make_agent
     from agents.run import validate_config
     from envs import make_env
+    from mbrl_sam import seeds
     from mbrl_sam.logger import Logger
     from mbrl_sam.replay import SequenceReplay
     from mbrl_sam.runtime import matmul_precision, resolve_device, seed_everything, tune_allocator
@@ -42,7 +43,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     seed_everything(cfg.seed)
     env_kwargs = dict(obs=cfg.obs, action_repeat=cfg.action_repeat)
     env = make_env(cfg.task, seed=cfg.seed, **env_kwargs)
-    eval_env = make_env(cfg.task, seed=cfg.seed + 10_000, **env_kwargs)
+    eval_env = make_env(cfg.task, seed=seeds.eval_env(cfg.seed), **env_kwargs)
     spec = env.spec
     agent = make_agent(cfg, spec, device)
     replay = SequenceReplay(

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from envs.base import EnvSpec
+from mbrl_sam.agent import model_step
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from mbrl_sam.distributions import symlog
 from mbrl_sam.errors import ConfigError
@@ -125,10 +126,7 @@ class DreamerAgent:
 
     def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
         """One world-model step through the objective; returns the loss aux and metrics."""
-        aux, opt_metrics = self.model_optimizer.step(self.model_loss(batch), step)
-        metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
-        metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
-        return aux, metrics
+        return model_step(self, batch, step)
 
     def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
         """One world-model step (through the objective), then one actor and critic step."""

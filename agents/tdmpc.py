@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from envs.base import EnvSpec
+from mbrl_sam.agent import model_step
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.objectives import Objective, select_params
 from mbrl_sam.optim import ClosureOptimizer
@@ -186,10 +187,7 @@ class TDMPCAgent:
 
     def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
         """One world-model step through the objective; returns the loss aux and metrics."""
-        aux, opt_metrics = self.model_optimizer.step(self.model_loss(batch), step)
-        metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
-        metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
-        return aux, metrics
+        return model_step(self, batch, step)
 
     def policy_loss(self, zs: Tensor) -> Callable[[], tuple[Tensor, dict]]:
         """The policy prior's loss on latents (T, B, L) as a closure: the scaled Q of its

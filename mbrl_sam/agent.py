@@ -66,3 +66,11 @@ class WorldModelAgent(Agent, Protocol):
         """From each start of a real episode, the model's `horizon`-step open-loop predictions
         with the real actions: reward_pred, reward_true, and latent or observation errors."""
         ...
+
+
+def model_step(agent: WorldModelAgent, batch: dict[str, Tensor], step: int) -> tuple[Any, dict]:
+    """One world-model step through the agent's objective: the loss aux and `model/` metrics."""
+    aux, opt_metrics = agent.model_optimizer.step(agent.model_loss(batch), step)
+    metrics = {f"model/{k}": float(v) for k, v in aux["metrics"].items()}
+    metrics.update({f"model/{k}": v for k, v in opt_metrics.items()})
+    return aux, metrics

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mbrl_sam import seeds
 from mbrl_sam.agent import Agent
 from mbrl_sam.checkpoint import (
     CHECKPOINT,
@@ -261,7 +262,7 @@ class Trainer:
                 window[k].append(v)
 
     def _reset_episode(self) -> Episode:
-        seed = int(self.cfg.seed) * 100_003 + self.counters["episodes"]
+        seed = seeds.training_episode(int(self.cfg.seed), self.counters["episodes"])
         obs = self.env.reset(seed=seed)
         self.replay.add(obs, np.zeros(self.env.spec.action_dim, np.float32), 0.0, True, False)
         return Episode(obs)
@@ -291,7 +292,9 @@ class Trainer:
             a = self.cfg.agent
             rng = np.random.default_rng(mcfg.seed)
             self.probe_batch = self.replay.sample(a.batch_size, a.batch_length, rng)
-        result = measure_all(self.agent, self.probe_batch, self.eval_env, mcfg, 3 * 10**6)
+        result = measure_all(
+            self.agent, self.probe_batch, self.eval_env, mcfg, seeds.MEASURE_IN_TRAINING
+        )
         self.logger.log(self.env_steps, result["flat"], "measure")
         self.logger.record("measure.jsonl", {"step": self.env_steps, **result})
         self.counters["last_measure"] = self.counters["updates"]
@@ -299,7 +302,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Run cfg.eval_episodes greedy episodes on the eval env and log their returns."""
-        seed = 10**6 + int(self.cfg.seed) * 1000
+        seed = seeds.training_evaluation(int(self.cfg.seed))
         episodes = run_episodes(self.agent, self.eval_env, self.cfg.eval_episodes, seed)
         returns = [e["return"] for e in episodes]
         result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns))}
