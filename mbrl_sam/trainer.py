@@ -6,7 +6,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +23,16 @@ from mbrl_sam.checkpoint import (
     set_rng_state,
 )
 from mbrl_sam.config import check_resume_matches
-from mbrl_sam.environment import Env
+from mbrl_sam.environment import Env, EnvSpec
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.episodes import run_episodes
 from mbrl_sam.evaluation.flatness import MeasureConfig, measure_all
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
+from mbrl_sam.rollout import Rollout
 
 
-@dataclass
-class Episode:
-    """The running episode: last observation, the agent's recurrent state, return so far."""
-
-    obs: np.ndarray
-    is_first: bool = True
-    act_state: Any = None
-    ret: float = 0.0
-    length: int = 0
-
-
-def random_action(spec: Any, rng: np.random.Generator) -> np.ndarray:
+def random_action(spec: EnvSpec, rng: np.random.Generator) -> np.ndarray:
     """A uniform random action in the agent's action format (one-hot when discrete)."""
     if spec.discrete:
         action = np.zeros(spec.action_dim, np.float32)
@@ -68,6 +57,7 @@ class Trainer:
     ) -> None:
         """`stop`, once set, makes run() save a checkpoint and raise KeyboardInterrupt."""
         self.cfg, self.agent, self.env, self.eval_env = cfg, agent, env, eval_env
+        self.rollout = Rollout(agent, env, explore=True)
         self.stop = stop
         self.replay, self.logger, self.run_dir = replay, logger, Path(run_dir)
         self.repeat = env.spec.action_repeat
@@ -180,7 +170,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         window: dict[str, list[float]] = defaultdict(list)
-        episode = self._reset_episode()
+        self._reset_episode()
         last_save, last_log = time.monotonic(), self.env_steps
         start_time, start_steps = time.monotonic(), self.env_steps
         self._clock = (start_time, float(self.counters["train_seconds"]))
@@ -196,7 +186,7 @@ class Trainer:
                 # Before collecting, so the first evaluation is of the untrained agent at step 0.
                 if self._eval_due():
                     self.evaluate()
-                episode = self._collect(episode)
+                self._collect()
                 self._train(window)
                 if self.env_steps - last_log >= cfg.log_every:
                     elapsed = max(time.monotonic() - start_time, 1e-9)
@@ -228,28 +218,19 @@ class Trainer:
         self.logger.close()
         return {"eval_return": self.last_eval_return}
 
-    def _collect(self, episode: Episode) -> Episode:
+    def _collect(self) -> None:
         """One agent step in the environment, stored in replay; a new episode when it ends."""
-        if self.counters["agent_steps"] < self.prefill_steps:
-            action = random_action(self.env.spec, self.rng)
-        else:
-            action, episode.act_state = self.agent.act(
-                episode.obs, episode.act_state, episode.is_first, explore=True
-            )
-        obs, reward, terminated, truncated = self.env.step(action)
+        prefill = self.counters["agent_steps"] < self.prefill_steps
+        step = self.rollout.step(random_action(self.env.spec, self.rng) if prefill else None)
         self.counters["agent_steps"] += 1
-        self.replay.add(obs, action, reward, False, terminated)
-        episode.obs, episode.is_first = obs, False
-        episode.ret += reward
-        episode.length += 1
-        if not (terminated or truncated):
-            return episode
+        self.replay.add(step.next_obs, step.action, step.reward, False, step.terminated)
+        if not step.done:
+            return
         self.counters["episodes"] += 1
-        self.last_return = episode.ret
-        self.logger.log(
-            self.env_steps, {"return": episode.ret, "length": episode.length}, "episode"
-        )
-        return self._reset_episode()
+        self.last_return = self.rollout.ret
+        result = {"return": self.rollout.ret, "length": self.rollout.length}
+        self.logger.log(self.env_steps, result, "episode")
+        self._reset_episode()
 
     def _train(self, window: dict[str, list[float]]) -> None:
         """Run the updates the train ratio asks for, collecting their metrics in `window`."""
@@ -261,11 +242,10 @@ class Trainer:
             for k, v in metrics.items():
                 window[k].append(v)
 
-    def _reset_episode(self) -> Episode:
+    def _reset_episode(self) -> None:
         seed = seeds.training_episode(int(self.cfg.seed), self.counters["episodes"])
-        obs = self.env.reset(seed=seed)
+        obs = self.rollout.reset(seed)
         self.replay.add(obs, np.zeros(self.env.spec.action_dim, np.float32), 0.0, True, False)
-        return Episode(obs)
 
     def _eval_due(self) -> bool:
         every = self.cfg.eval_every

@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from mbrl_sam.agent import Agent
 from mbrl_sam.environment import Env
+from mbrl_sam.rollout import Rollout
 
 
 def run_episodes(
@@ -22,20 +23,16 @@ def run_episodes(
 
     Given a `frames` list, the first episode's rendered frames are appended to it.
     """
-    results = []
+    rollout, results = Rollout(agent, env, explore), []
     for i in tqdm(range(episodes), desc="eval episodes", disable=not progress, leave=False):
-        obs = env.reset(seed=seed + i)
+        rollout.reset(seed + i)
         record = frames is not None and i == 0
         if record:
             frames.append(env.render())
-        state, is_first, done, total, length = None, True, False, 0.0, 0
+        done = False
         while not done:
-            action, state = agent.act(obs, state, is_first, explore=explore)
-            obs, reward, terminated, truncated = env.step(action)
+            done = rollout.step().done
             if record:
                 frames.append(env.render())
-            total += float(reward)
-            length += 1
-            is_first, done = False, terminated or truncated
-        results.append({"return": total, "length": length})
+        results.append({"return": rollout.ret, "length": rollout.length})
     return results

@@ -12,23 +12,23 @@ from torch import Tensor
 
 from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.environment import Env
+from mbrl_sam.rollout import Rollout
 
 
 def record_episode(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Tensor]:
     """One greedy episode in replay layout: action[t] led into obs[t], reward[t] came with it."""
-    obs = env.reset(seed=seed)
-    spec = env.spec
-    steps = {"obs": [obs], "action": [np.zeros(spec.action_dim, np.float32)], "reward": [0.0]}
+    rollout = Rollout(agent, env)
+    obs = rollout.reset(seed)
+    steps = {"obs": [obs], "action": [np.zeros(env.spec.action_dim, np.float32)], "reward": [0.0]}
     steps["is_first"], steps["is_terminal"] = [True], [False]
-    state, is_first, done = None, True, False
+    done = False
     while not done:
-        action, state = agent.act(obs, state, is_first, explore=False)
-        obs, reward, terminated, truncated = env.step(action)
-        for key, value in (("obs", obs), ("action", action), ("reward", reward)):
+        t = rollout.step()
+        for key, value in (("obs", t.next_obs), ("action", t.action), ("reward", t.reward)):
             steps[key].append(value)
         steps["is_first"].append(False)
-        steps["is_terminal"].append(terminated)
-        is_first, done = False, terminated or truncated
+        steps["is_terminal"].append(t.terminated)
+        done = t.done
     return {k: torch.as_tensor(np.asarray(v)) for k, v in steps.items()}
 
 

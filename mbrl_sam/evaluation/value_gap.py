@@ -9,6 +9,7 @@ import numpy as np
 
 from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.environment import Env
+from mbrl_sam.rollout import Rollout
 
 
 def discounted_returns(rewards: np.ndarray, discount: float, tail: float = 0.0) -> np.ndarray:
@@ -34,18 +35,18 @@ def gap_statistics(values: np.ndarray, returns: np.ndarray) -> dict[str, float]:
 def play_and_value(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Any]:
     """One greedy episode: per step the agent's value of the state it acted in, the reward,
     and at the end whether it terminated and the agent's value of the final state."""
-    obs = env.reset(seed=seed)
-    state, is_first, done = None, True, False
-    values, rewards, terminated = [], [], False
+    rollout = Rollout(agent, env)
+    rollout.reset(seed)
+    values, rewards, done = [], [], False
     while not done:
-        action, state = agent.act(obs, state, is_first, explore=False)
-        values.append(agent.state_value(obs, state))
-        obs, reward, terminated, truncated = env.step(action)
-        rewards.append(float(reward))
-        is_first, done = False, terminated or truncated
+        t = rollout.step()
+        values.append(agent.state_value(t.obs, t.act_state))
+        rewards.append(t.reward)
+        done = t.done
+    terminated = t.terminated
     # The final state's value: filtering it in needs one more act() (its action is unused).
-    _, state = agent.act(obs, state, False, explore=False)
-    final_value = 0.0 if terminated else agent.state_value(obs, state)
+    rollout.act()
+    final_value = 0.0 if terminated else agent.state_value(rollout.obs, rollout.act_state)
     return {"values": values, "rewards": rewards, "terminated": terminated, "final": final_value}
 
 
