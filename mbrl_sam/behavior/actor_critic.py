@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -15,8 +16,6 @@ from mbrl_sam.distributions import TwoHot
 from mbrl_sam.errors import check_choice
 from mbrl_sam.nets import MLP
 from mbrl_sam.optim import ClosureOptimizer
-from mbrl_sam.world_models.dreamer import DreamerWorldModel
-from mbrl_sam.world_models.rssm import State
 
 
 @dataclass
@@ -46,6 +45,33 @@ class ActorCriticConfig:
     clip: float = 100.0
 
 
+State = dict[str, Tensor]
+
+
+class LatentModel(Protocol):
+    """What the actor-critic imagines in: any latent model with reward and continue heads."""
+
+    def features(self, state: State) -> Tensor:
+        """The features the actor, critic and heads read from a latent state."""
+        ...
+
+    def imagine_step(self, state: State, action: Tensor) -> State:
+        """The next latent state after `action`, without an observation."""
+        ...
+
+    def reward(self, feat: Tensor) -> Tensor:
+        """Predicted reward of reaching `feat`."""
+        ...
+
+    def cont(self, feat: Tensor) -> Tensor:
+        """Predicted discount-weighted probability that the episode goes on after `feat`."""
+        ...
+
+    def parameters(self) -> Any:
+        """Its weights (held fixed while the actor learns through it)."""
+        ...
+
+
 def lambda_returns(
     reward: Tensor, cont: Tensor, value: Tensor, discount: float, lam: float
 ) -> Tensor:
@@ -61,7 +87,7 @@ def lambda_returns(
 
 
 @contextmanager
-def _frozen(*modules: nn.Module) -> Iterator[None]:
+def _frozen(*modules: nn.Module | LatentModel) -> Iterator[None]:
     """Temporarily stop gradients from accumulating into the modules' weights."""
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     for p in params:
@@ -106,7 +132,7 @@ class ActorCritic(nn.Module):
         """The critic's value estimate at `feat`."""
         return self.twohot.mean(self.critic(feat))
 
-    def imagine(self, wm: DreamerWorldModel, start: State, backprop: bool = True) -> dict:
+    def imagine(self, wm: LatentModel, start: State, backprop: bool = True) -> dict:
         """Roll the policy out in the model for `horizon` steps from every start state.
 
         backprop: actions are reparameterised samples, so the trajectory is differentiable in
@@ -116,7 +142,7 @@ class ActorCritic(nn.Module):
         [-1, 1] for continuous actions.
         """
         state = {k: v.detach() for k, v in start.items()}
-        feats, actions, entropies = [wm.rssm.features(state)], [], []
+        feats, actions, entropies = [wm.features(state)], [], []
         raw_actions, log_probs = [], []
         for _ in range(self.cfg.horizon):
             dist = self.actor(feats[-1].detach())
@@ -128,8 +154,8 @@ class ActorCritic(nn.Module):
                 raw_actions.append(raw)
                 log_probs.append(dist.log_prob(raw))
                 action = dist.clip(raw)
-            state = wm.rssm.img_step(state, action)
-            feats.append(wm.rssm.features(state))
+            state = wm.imagine_step(state, action)
+            feats.append(wm.features(state))
             actions.append(action)
             entropies.append(dist.entropy())
         feat = torch.stack(feats)
@@ -157,7 +183,7 @@ class ActorCritic(nn.Module):
             return_scale = self.return_scale_after(returns.detach())
         return returns, weight, return_scale, return_scale.clamp_min(1.0)
 
-    def update(self, wm: DreamerWorldModel, start: State, start_cont: Tensor) -> dict[str, float]:
+    def update(self, wm: LatentModel, start: State, start_cont: Tensor) -> dict[str, float]:
         """One actor step on a fresh imagined batch, then one critic step on the same batch."""
         cfg = self.cfg
         dynamics = cfg.actor_grad == "dynamics" or (cfg.actor_grad == "auto" and not self.discrete)

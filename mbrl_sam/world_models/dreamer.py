@@ -82,6 +82,14 @@ class DreamerWorldModel(nn.Module):
         """Embed observations (symlog for vectors, scaled pixels for images)."""
         return self.encoder(obs if self.pixels else symlog(obs))
 
+    def features(self, state: State) -> Tensor:
+        """The latent state's features (deterministic and stochastic parts, concatenated)."""
+        return self.rssm.features(state)
+
+    def imagine_step(self, state: State, action: Tensor) -> State:
+        """The prior's next latent state after `action`, without an observation."""
+        return self.rssm.img_step(state, action)
+
     def reward(self, feat: Tensor) -> Tensor:
         """Predicted reward (two-hot mean) from features."""
         return self.twohot.mean(self.reward_head(feat))

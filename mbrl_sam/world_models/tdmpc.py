@@ -38,7 +38,7 @@ class TDMPCModelConfig:
     rho: float = 0.5  # per-step decay of the loss weights over the horizon
 
 
-class Policy(nn.Module):
+class PolicyPrior(nn.Module):
     """Tanh-squashed Gaussian policy prior over latents."""
 
     def __init__(self, cfg: TDMPCModelConfig, action_dim: int) -> None:
@@ -86,7 +86,7 @@ class TDMPCWorldModel(nn.Module):
         self.termination_head = (
             normed_mlp(cfg.latent_dim, cfg.mlp_dim, 2, 1) if cfg.episodic else None
         )
-        self.pi = Policy(cfg, action_dim)
+        self.pi = PolicyPrior(cfg, action_dim)
         self.twohot = SymlogTwoHot(cfg.bins, cfg.vmin, cfg.vmax)
         # Reward and Q heads start out predicting zero for every input.
         with torch.no_grad():

@@ -8,7 +8,7 @@ from torch import nn
 
 from mbrl_sam.nets import EnsembleMLP, SimNorm
 from mbrl_sam.world_models.tdmpc import (
-    Policy,
+    PolicyPrior,
     TDMPCModelConfig,
     TDMPCWorldModel,
     squashed_log_prob,
@@ -77,7 +77,7 @@ def test_ensemble_matches_members_computed_one_by_one():
 def test_policy_log_prob_is_the_gaussian_density_before_the_tanh():
     torch.manual_seed(2)
     cfg = TDMPCModelConfig(latent_dim=8, mlp_dim=10)
-    pi = Policy(cfg, 2)
+    pi = PolicyPrior(cfg, 2)
     z = torch.randn(6, 8)
     torch.manual_seed(3)
     action, log_prob = pi(z)
@@ -99,7 +99,7 @@ def test_policy_log_prob_is_the_gaussian_density_before_the_tanh():
 
 def test_policy_log_prob_on_hand_computed_numbers():
     cfg = TDMPCModelConfig(latent_dim=4, mlp_dim=4, log_std_min=-10.0, log_std_max=2.0)
-    pi = Policy(cfg, 1)
+    pi = PolicyPrior(cfg, 1)
     with torch.no_grad():
         for p in pi.net.parameters():
             p.zero_()
