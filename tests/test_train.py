@@ -20,6 +20,7 @@ from mbrl_sam.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
+    "agent=dreamer",
     "size=tiny",
     "agent.batch_size=4",
     "agent.batch_length=16",
