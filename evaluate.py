@@ -10,34 +10,33 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import MISSING
 
-from mbrl_sam.errors import ConfigError
-
-OPTIONS = {"run_dir": None, "episodes": 10, "device": None, "seed": 0, "explore": False}
-OPTIONS.update(progress=True, video=False, fps=30)
+from mbrl_sam.config import parse_options
+from mbrl_sam.errors import ConfigError, check_int, check_positive
 
 
-def parse(argv: list[str]) -> dict:
-    """key=value arguments over the defaults; ConfigError for unknown keys."""
-    given = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
-    unknown = sorted(set(given) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown}; valid: {', '.join(OPTIONS)}")
-    args = {**OPTIONS, **given}
-    if not args["run_dir"]:
-        raise ConfigError("run_dir=<path of a training run> is required")
-    if not isinstance(args["episodes"], int) or args["episodes"] < 1:
-        raise ConfigError(f"episodes={args['episodes']!r} must be an integer >= 1")
-    if not isinstance(args["video"], bool):
-        raise ConfigError(f"video={args['video']!r} must be true or false")
-    fps = args["fps"]
-    if isinstance(fps, bool) or not isinstance(fps, int | float) or fps <= 0:
-        raise ConfigError(f"fps={args['fps']!r} must be a number > 0")
-    return args
+@dataclass
+class EvaluateOptions:
+    """evaluate.py's `key=value` options."""
+
+    run_dir: str = MISSING  # a training run's directory
+    episodes: int = 10
+    device: str | None = None  # None: the run's
+    seed: int = 0
+    explore: bool = False  # false: the agent's greedy action
+    progress: bool = True
+    video: bool = False  # also write the first episode as run_dir/eval/step_<env steps>.gif
+    fps: float = 30.0  # the video's frame rate
+
+    def __post_init__(self) -> None:
+        check_int("episodes", self.episodes, 1)
+        check_int("seed", self.seed, 0)
+        check_positive("fps", self.fps)
 
 
 def check_renders(env: Any, task: str) -> None:
@@ -51,7 +50,7 @@ def check_renders(env: Any, task: str) -> None:
         raise ConfigError(f"video=true is not available for task={task!r}: {err}") from err
 
 
-def evaluate(args: dict) -> dict:
+def evaluate(args: EvaluateOptions) -> dict:
     """Load the run's config and checkpoint, play the episodes, write and return the result."""
     import torch
 
@@ -62,17 +61,17 @@ def evaluate(args: dict) -> dict:
     from mbrl_sam.evaluation.video import write_gif
     from mbrl_sam.runtime import matmul_precision
 
-    run_dir = Path(args["run_dir"])
-    cfg, agent, env, state = load_saved_run(run_dir, args["device"], args["seed"], args["video"])
+    run_dir = Path(args.run_dir)
+    cfg, agent, env, state = load_saved_run(run_dir, args.device, args.seed, args.video)
     env_steps = state["counters"]["agent_steps"] * env.spec.action_repeat
-    seed = seeds.evaluate_script(args["seed"])
-    frames = [] if args["video"] else None
-    if args["video"]:
+    seed = seeds.evaluate_script(args.seed)
+    frames = [] if args.video else None
+    if args.video:
         check_renders(env, cfg.task)
     # As the run trained (runs from before the setting used float32 products).
     with torch.no_grad(), matmul_precision(cfg.get("matmul_precision", "highest")):
         episodes = run_episodes(
-            agent, env, args["episodes"], seed, args["explore"], args["progress"], frames
+            agent, env, args.episodes, seed, args.explore, args.progress, frames
         )
     env.close()
     returns = [e["return"] for e in episodes]
@@ -92,7 +91,7 @@ def evaluate(args: dict) -> dict:
     out = run_dir / "eval" / f"step_{env_steps}.json"
     out.parent.mkdir(exist_ok=True)
     if frames:
-        result["video"] = str(write_gif(frames, out.with_suffix(".gif"), float(args["fps"])))
+        result["video"] = str(write_gif(frames, out.with_suffix(".gif"), float(args.fps)))
     out.write_text(json.dumps(result, indent=1))
     print(f"{cfg.task} ({cfg.objective.name}, seed {cfg.seed}) at {env_steps} env steps: ")
     print(f"  return {result['mean']:.1f} over {len(returns)} episodes -> {out}")
@@ -104,7 +103,7 @@ def evaluate(args: dict) -> dict:
 def main() -> None:
     """Entry point; start-up errors print one line and exit 2."""
     try:
-        evaluate(parse(sys.argv[1:]))
+        evaluate(parse_options(EvaluateOptions, sys.argv[1:]))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -13,31 +13,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import MISSING
 
+from mbrl_sam.config import parse_options
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.flatness import MeasureConfig
 
 
-def parse(argv: list[str]) -> tuple[Path, str | None, MeasureConfig]:
-    """run_dir, device and the measurement settings; ConfigError for unknown keys."""
-    given = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
-    fields = {f.name for f in dataclasses.fields(MeasureConfig)}
-    unknown = sorted(set(given) - fields - {"run_dir", "device"})
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown}; valid: run_dir, device, {sorted(fields)}")
-    if not given.get("run_dir"):
-        raise ConfigError("run_dir=<path of a training run> is required")
-    settings = {k: v for k, v in given.items() if k in fields}
-    return Path(given["run_dir"]), given.get("device"), MeasureConfig(**settings)
+@dataclass
+class MeasureOptions(MeasureConfig):
+    """measure.py's `key=value` options: a run, a device and the measurement settings."""
+
+    run_dir: str = MISSING  # a training run's directory
+    device: str | None = None  # None: the run's
 
 
 def main() -> None:
     """Entry point; start-up errors print one line and exit 2."""
     try:
-        run_dir, device, mcfg = parse(sys.argv[1:])
+        options = parse_options(MeasureOptions, sys.argv[1:])
+        run_dir, device = Path(options.run_dir), options.device
+        mcfg = MeasureConfig(**{f.name: getattr(options, f.name) for f in fields(MeasureConfig)})
         from agents.run import load_saved_run
         from mbrl_sam import seeds
         from mbrl_sam.evaluation.flatness import measure_all
@@ -50,7 +49,8 @@ def main() -> None:
         sys.exit(2)
     import numpy as np
 
-    batch = state.get("probe_batch")
+    # The batch the run measured during training, if it did (older checkpoints: top level).
+    batch = state.get("flatness", {}).get("probe_batch", state.get("probe_batch"))
     if batch is None:
         replay = SequenceReplay(
             cfg.replay_capacity, env.spec.obs_shape, env.spec.obs_dtype, env.spec.action_dim

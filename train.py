@@ -30,12 +30,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from agents.run import validate_config
     from envs import make_env
     from mbrl_sam import seeds
+    from mbrl_sam.evaluation.flatness_hook import FlatnessHook
     from mbrl_sam.logger import Logger
     from mbrl_sam.replay import SequenceReplay
     from mbrl_sam.runtime import matmul_precision, resolve_device, seed_everything, tune_allocator
     from mbrl_sam.trainer import Trainer
 
-    validate_config(cfg, run_dir)
+    typed = validate_config(cfg, run_dir)
     tune_allocator()
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -45,13 +46,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     env = make_env(cfg.task, seed=cfg.seed, **env_kwargs)
     eval_env = make_env(cfg.task, seed=seeds.eval_env(cfg.seed), **env_kwargs)
     spec = env.spec
-    agent = make_agent(cfg, spec, device)
+    agent = make_agent(typed, spec, device)
     replay = SequenceReplay(
         cfg.replay_capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, seed=cfg.seed
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = Logger(run_dir, use_tensorboard=cfg.tensorboard)
-    trainer = Trainer(cfg, agent, env, eval_env, replay, logger, run_dir, stop=STOP)
+    hooks = [FlatnessHook(typed.measure)] if typed.measure.every > 0 else []
+    trainer = Trainer(cfg, agent, env, eval_env, replay, logger, run_dir, STOP, hooks)
     resumed = cfg.resume is not False and trainer.try_resume()
     OmegaConf.save(cfg, run_dir / "config.yaml")
     n_params = sum(p.numel() for ps in agent.world_model.param_groups().values() for p in ps)
@@ -93,5 +95,21 @@ def main(cfg: DictConfig) -> None:
         sys.exit(130)  # the trainer has saved a checkpoint and said so
 
 
+def check_overrides(argv: list[str]) -> None:
+    """Compose the command line's overrides once before Hydra does, so that a bad key or value
+    ends in one line naming it and what is valid, not Hydra's error page."""
+    from agents.run import load_config, register_schemas
+
+    register_schemas()
+    if any(arg.startswith("-") for arg in argv):
+        return  # Hydra's own flags (--multirun, --help, --cfg) and sweeps: Hydra reports
+    try:
+        load_config([arg for arg in argv if not arg.startswith("hydra.")])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_overrides(sys.argv[1:])
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -10,17 +11,28 @@ import torch
 from torch import Tensor
 
 from envs.base import EnvSpec
-from mbrl_sam.agent import model_step
+from mbrl_sam.agent import AgentConfig, model_step
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from mbrl_sam.distributions import symlog
 from mbrl_sam.errors import ConfigError
-from mbrl_sam.objectives import Objective, select_params
-from mbrl_sam.optim import ClosureOptimizer
+from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
+from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
 from mbrl_sam.planners import PlannerConfig, make_planner
 from mbrl_sam.world_models.dreamer import DreamerModelConfig, DreamerWorldModel
 
 # Latent state, previous action and (when planning) the previous plan's mean: the warm start.
 ActState = tuple[dict[str, Tensor], Tensor, Tensor | None]
+
+
+@dataclass
+class DreamerConfig(AgentConfig):
+    """`agent=dreamer`: its values are in configs/agent/dreamer.yaml, sizes in
+    configs/preset/dreamer_<size>.yaml."""
+
+    name: str = "dreamer"
+    model: DreamerModelConfig = field(default_factory=DreamerModelConfig)
+    model_opt: OptimizerConfig = field(default_factory=OptimizerConfig)
+    behavior: ActorCriticConfig = field(default_factory=ActorCriticConfig)
 
 
 class DreamerAgent:
@@ -29,43 +41,36 @@ class DreamerAgent:
     def __init__(
         self,
         spec: EnvSpec,
-        model: dict,
-        behavior: dict,
-        model_opt: dict,
-        objective: Objective,
-        perturb: str,
+        cfg: DreamerConfig,
+        objective: ObjectiveConfig,
+        planner: PlannerConfig,
         device: torch.device,
-        planner: dict | None = None,
     ) -> None:
-        self.spec, self.device = spec, device
-        self.world_model = DreamerWorldModel(
-            spec.obs_shape, spec.action_dim, DreamerModelConfig(**model)
-        )
+        self.spec, self.device, self.cfg = spec, device, cfg
+        self.world_model = DreamerWorldModel(spec.obs_shape, spec.action_dim, cfg.model)
         self.ac = ActorCritic(
-            self.world_model.rssm.feat_dim,
-            spec.action_dim,
-            spec.discrete,
-            ActorCriticConfig(**behavior),
+            self.world_model.rssm.feat_dim, spec.action_dim, spec.discrete, cfg.behavior
         )
         self.world_model.to(device)
         self.ac.to(device)
         self.model_optimizer = ClosureOptimizer(
             self.world_model.parameters(),
-            objective=objective,
-            perturbed=select_params(self.world_model.param_groups(), perturb),
-            **model_opt,
+            lr=cfg.model_opt.lr,
+            eps=cfg.model_opt.eps,
+            clip=cfg.model_opt.clip,
+            objective=build_objective(objective),
+            perturbed=select_params(self.world_model.param_groups(), objective.perturb),
         )
         self.planner = None
-        planner = dict(planner or {"name": "none"})
-        name = planner.pop("name")
-        if name not in ("auto", "none"):
+        # planner=auto is Dreamer's own way: act with its actor, as planner=none.
+        if planner.name not in ("auto", "none"):
             if spec.discrete:
                 raise ConfigError(
-                    f"planner={name} needs continuous actions; this task's are discrete "
+                    f"planner={planner.name} needs continuous actions; this task's are discrete "
                     "(use planner=none)"
                 )
             # Latent MPC: plan action sequences through the RSSM, the critic closing the horizon.
-            self.planner = make_planner(name, spec.action_dim, PlannerConfig(**planner), device)
+            self.planner = make_planner(planner.name, spec.action_dim, planner, device)
 
     def _obs_tensor(self, obs: np.ndarray | Tensor) -> Tensor:
         obs = torch.as_tensor(obs, device=self.device)

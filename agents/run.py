@@ -1,54 +1,113 @@
-"""Building a run from its config: the start-up checks, and rebuilding a saved run."""
+"""Building a run from its config: the schema Hydra composes over, the start-up checks, and
+rebuilding a saved run."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
-from agents import AGENTS, PLANNER_CHOICES, build_objective, make_agent
+from agents import AGENTS, make_agent, typed
 from envs import make_env, validate_task
 from mbrl_sam.checkpoint import CHECKPOINT, load_checkpoint
-from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive
-from mbrl_sam.runtime import MATMUL_PRECISIONS, resolve_device, seed_everything
+from mbrl_sam.config import RunConfig, config_dir
+from mbrl_sam.errors import ConfigError
+from mbrl_sam.objectives import ObjectiveConfig
+from mbrl_sam.planners import PlannerConfig
+from mbrl_sam.runtime import resolve_device, seed_everything
 
 
-def validate_config(cfg: Any, run_dir: Path) -> None:
-    """Raise ConfigError naming the first invalid value and what would be valid."""
-    check_choice("obs", cfg.obs, ("state", "pixels"))
-    validate_task(cfg.task, cfg.obs)
-    check_choice("agent", cfg.agent.name, AGENTS)
-    check_choice("planner", cfg.planner.name, PLANNER_CHOICES)
-    build_objective(cfg.objective)  # checks the name, rho, eta and the option names
-    check_choice("resume", cfg.resume, ("auto", True, False))
-    if cfg.action_repeat is not None:
-        check_int("action_repeat", cfg.action_repeat, 1)
-    check_int("steps", cfg.steps, 1)
-    check_int("seed", cfg.seed, 0)
-    if cfg.prefill != "auto" and (not isinstance(cfg.prefill, int) or cfg.prefill < 0):
-        raise ConfigError(f"prefill={cfg.prefill!r} is not valid; it must be auto or an int >= 0")
-    check_int("eval_every", cfg.eval_every, 0)
-    check_int("eval_episodes", cfg.eval_episodes, 1)
-    check_int("log_every", cfg.log_every, 1)
-    check_int("agent.batch_size", cfg.agent.batch_size, 1)
-    check_int("agent.batch_length", cfg.agent.batch_length, 2)
-    check_int("replay_capacity", cfg.replay_capacity, cfg.agent.batch_length)
-    check_positive("train_ratio", cfg.train_ratio)
-    check_positive("checkpoint_minutes", cfg.checkpoint_minutes)
-    if cfg.time_limit_minutes is not None:
-        check_positive("time_limit_minutes", cfg.time_limit_minutes)
-    if cfg.threads is not None:
-        check_int("threads", cfg.threads, 1)
-    check_choice("matmul_precision", cfg.matmul_precision, MATMUL_PRECISIONS)
+def register_schemas() -> None:
+    """Put the schemas where the YAML in configs/ extends them (`/schema/...`)."""
+    store = ConfigStore.instance()
+    store.store(name="run", node=RunConfig, group="schema")
+    store.store(name="objective", node=ObjectiveConfig, group="schema")
+    store.store(name="planner", node=PlannerConfig, group="schema")
+    for name, (_, schema) in AGENTS.items():
+        store.store(name=name, node=schema, group="schema/agent")
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose configs/config.yaml with `key=value` overrides, as train.py would; a bad override
+    raises a one-line ConfigError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        try:
+            return compose("config", overrides=list(overrides))
+        except Exception as err:  # Hydra's and OmegaConf's errors share no base class
+            raise ConfigError(compose_error(err)) from None
+
+
+def compose_error(err: BaseException) -> str:
+    """One line from Hydra's multi-line composition error: the key, the value, what is valid."""
+    text, cause = str(err), str(err.__cause__ or "")
+    missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if missing:
+        group, value = missing.groups()
+        listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
+        options = [o.strip() for o in listed.group(1).splitlines()] if listed else []
+        return f"{group}={value!r} is not valid; choose one of: {', '.join(options)}"
+    merging = re.search(r"Error merging override (\S+?)=(.*)", text)
+    if merging:
+        key, value = merging.groups()
+        return f"{key}={value!r} is not valid: {cause.splitlines()[0] if cause else text}"
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        key = unknown.group(1)
+        parent, _, leaf = key.rpartition(".")
+        base = load_config()
+        # The deepest part of the key that exists, and what it holds.
+        while parent and not isinstance(OmegaConf.select(base, parent), DictConfig):
+            parent = parent.rpartition(".")[0]
+        node = OmegaConf.select(base, parent) if parent else base
+        where = parent or "the top level"
+        return f"{key} is not a config key; the keys of {where} are: {', '.join(sorted(node))}"
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
+    """The run config as typed objects, with every range checked; ConfigError naming the first
+    invalid value and what would be valid."""
+    try:
+        run = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as err:  # a missing or mistyped value OmegaConf meets while building
+        raise ConfigError(str(err).splitlines()[0]) from None
+    validate_task(run.task, run.obs)
     checkpoint = Path(run_dir) / CHECKPOINT
-    if cfg.resume is True and not checkpoint.exists():
+    if run.resume is True and not checkpoint.exists():
         raise ConfigError(f"resume=true but {checkpoint} does not exist; check run_dir={run_dir}")
-    if cfg.resume is False and checkpoint.exists():
+    if run.resume is False and checkpoint.exists():
         raise ConfigError(
             f"run_dir={str(run_dir)!r} already holds a checkpoint and resume=false; "
             "pass resume=auto to continue it or choose another run_dir"
         )
+    return run
+
+
+# Keys renamed since runs were saved: old path -> new path.
+RENAMED = {"measure.rho": "measure.sam_radius", "agent.model.rho": "agent.model.horizon_decay"}
+
+
+def saved_config(path: Path) -> DictConfig:
+    """A saved run's config.yaml, its renamed keys under their new names, checked."""
+    cfg = OmegaConf.load(path)
+    for old, new in RENAMED.items():
+        value = OmegaConf.select(cfg, old)
+        if value is not None:
+            parent, _, leaf = old.rpartition(".")
+            OmegaConf.update(cfg, new, value)
+            del OmegaConf.select(cfg, parent)[leaf]
+    typed(AGENTS[cfg.agent.name][1], cfg.agent)  # raises on a value the schema refuses
+    return cfg
 
 
 def load_saved_run(
@@ -58,7 +117,7 @@ def load_saved_run(
     for needed in ("config.yaml", CHECKPOINT):
         if not (run_dir / needed).exists():
             raise ConfigError(f"run_dir={str(run_dir)!r} has no {needed}; is it a training run?")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = saved_config(run_dir / "config.yaml")
     device = resolve_device(device or cfg.device)
     seed_everything(seed)
     env = make_env(cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=seed, render=render)

@@ -4,17 +4,19 @@ prior, and a sampling planner (MPPI by default) that acts by planning in the lat
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from omegaconf import MISSING
 from torch import Tensor
 
 from envs.base import EnvSpec
-from mbrl_sam.agent import model_step
-from mbrl_sam.errors import ConfigError
-from mbrl_sam.objectives import Objective, select_params
-from mbrl_sam.optim import ClosureOptimizer
+from mbrl_sam.agent import AgentConfig, model_step
+from mbrl_sam.errors import ConfigError, check_positive, check_range
+from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
+from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
 from mbrl_sam.planners import PlannerConfig, make_planner
 from mbrl_sam.world_models.tdmpc import TDMPCModelConfig, TDMPCWorldModel, squashed_log_prob
 
@@ -59,39 +61,75 @@ class RunningScale:
         return torch.lerp(self.value, (q[1] - q[0]).clamp_min(1.0), self.rate)
 
 
+@dataclass
+class ModelOptimizerConfig(OptimizerConfig):
+    """The world model's Adam; the encoder learns at lr x enc_lr_scale (TD-MPC2's)."""
+
+    enc_lr_scale: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("agent.model_opt.enc_lr_scale", self.enc_lr_scale)
+
+
+@dataclass
+class PolicyOptimizerConfig(OptimizerConfig):
+    """The policy prior's Adam."""
+
+    where: ClassVar[str] = "agent.pi_opt"
+
+
+@dataclass
+class TDMPCConfig(AgentConfig):
+    """`agent=tdmpc`: its values are in configs/agent/tdmpc.yaml, sizes in
+    configs/preset/tdmpc_<size>.yaml. Its batch_length is the model's horizon + 1."""
+
+    name: str = "tdmpc"
+    discount: Any = MISSING  # auto (from the episode length) or a number in (0, 1]
+    tau: float = MISSING  # target-Q EMA rate
+    entropy_coef: float = MISSING
+    scale_rate: float = MISSING  # EMA rate of the Q scale in the policy loss
+    compile: bool = MISSING  # torch.compile the MLPs, the loss and the planner's value estimate
+    model: TDMPCModelConfig = field(default_factory=TDMPCModelConfig)
+    model_opt: ModelOptimizerConfig = field(default_factory=ModelOptimizerConfig)
+    pi_opt: PolicyOptimizerConfig = field(default_factory=PolicyOptimizerConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.discount != "auto":
+            valid = isinstance(self.discount, (int, float)) and not isinstance(self.discount, bool)
+            if not valid or not 0 < self.discount <= 1:
+                raise ConfigError(
+                    f"agent.discount={self.discount!r} must be auto or a number in (0, 1]"
+                )
+        for key in ("tau", "scale_rate"):
+            check_range(f"agent.{key}", getattr(self, key), 0.0, 1.0)
+        check_range("agent.entropy_coef", self.entropy_coef, 0.0, float("inf"))
+
+
 class TDMPCAgent:
     """Plans with the world model to act; updates model (objective), then policy, per batch."""
 
     def __init__(
         self,
         spec: EnvSpec,
-        model: dict,
-        model_opt: dict,
-        pi_opt: dict,
-        planner: dict,
-        objective: Objective,
-        perturb: str,
+        cfg: TDMPCConfig,
+        objective: ObjectiveConfig,
+        planner: PlannerConfig,
         device: torch.device,
-        discount: float | str = "auto",
-        tau: float = 0.01,
-        entropy_coef: float = 1e-4,
-        scale_rate: float = 0.01,
-        compile: bool = False,
     ) -> None:
         if spec.discrete or len(spec.obs_shape) != 1:
             raise ConfigError(
                 "agent=tdmpc needs vector observations (obs=state) and continuous actions; "
                 "for pixels or discrete actions use agent=dreamer"
             )
-        self.spec, self.device = spec, device
-        self.discount = resolve_discount(discount, spec)
-        self.tau, self.entropy_coef = tau, entropy_coef
-        self.world_model = TDMPCWorldModel(
-            spec.obs_shape[0], spec.action_dim, TDMPCModelConfig(**model)
-        )
+        self.spec, self.device, self.cfg = spec, device, cfg
+        self.discount = resolve_discount(cfg.discount, spec)
+        self.tau, self.entropy_coef = cfg.tau, cfg.entropy_coef
+        self.world_model = TDMPCWorldModel(spec.obs_shape[0], spec.action_dim, cfg.model)
         self.world_model.to(device)
         self._loss, self._plan_value = self.world_model.loss, self.estimate_value
-        if compile:
+        if cfg.compile:
             # Every MLP, compiled in place so checkpoints keep their keys; the training loss and
             # the planner's value estimate each as one graph, which fuses their elementwise work
             # (`update_speed.py --against agent.compile=true` times it against eager). On the
@@ -104,22 +142,25 @@ class TDMPCAgent:
             options = {"pattern_matcher": False, "fallback_random": True}
             self._plan_value = torch.compile(self.estimate_value, options=options)
         groups = self.world_model.param_groups()
-        enc_lr = model_opt["lr"] * model_opt.pop("enc_lr_scale")
+        opt = cfg.model_opt
         # The encoder learns slower (TD-MPC2's enc_lr_scale), the other model parts at lr.
-        param_groups = [{"params": groups["encoder"], "lr": enc_lr}]
+        param_groups = [{"params": groups["encoder"], "lr": opt.lr * opt.enc_lr_scale}]
         param_groups.append({"params": [p for k, v in groups.items() if k != "encoder" for p in v]})
         self.model_optimizer = ClosureOptimizer(
             param_groups,
-            objective=objective,
-            perturbed=select_params(groups, perturb),
-            **model_opt,
+            lr=opt.lr,
+            eps=opt.eps,
+            clip=opt.clip,
+            objective=build_objective(objective),
+            perturbed=select_params(groups, objective.perturb),
         )
-        self.pi_opt = ClosureOptimizer(self.world_model.pi.parameters(), **pi_opt)
-        name = planner.pop("name")
-        self.mpc = name != "none"  # none: act with the policy prior alone
-        name = "mppi" if name in ("auto", "none") else name
-        self.planner = make_planner(name, spec.action_dim, PlannerConfig(**planner), device)
-        self.q_scale = RunningScale(scale_rate, device)
+        pi = cfg.pi_opt
+        self.pi_opt = ClosureOptimizer(self.world_model.pi.parameters(), pi.lr, pi.eps, pi.clip)
+        # planner=auto is TD-MPC's own way, MPPI; none acts with the policy prior alone.
+        self.mpc = planner.name != "none"
+        name = "mppi" if planner.name in ("auto", "none") else planner.name
+        self.planner = make_planner(name, spec.action_dim, planner, device)
+        self.q_scale = RunningScale(cfg.scale_rate, device)
 
     # -- acting ------------------------------------------------------------------------------
 
@@ -192,7 +233,10 @@ class TDMPCAgent:
     def policy_loss(self, zs: Tensor) -> Callable[[], tuple[Tensor, dict]]:
         """The policy prior's loss on latents (T, B, L) as a closure: the scaled Q of its
         actions plus an entropy bonus, rho^t-weighted over the window (TD-MPC2's)."""
-        weights = self.world_model.cfg.rho ** torch.arange(zs.shape[0], device=zs.device).float()
+        weights = (
+            self.world_model.cfg.horizon_decay
+            ** torch.arange(zs.shape[0], device=zs.device).float()
+        )
         qs_params = list(self.world_model.qs.parameters())
 
         def policy_loss() -> tuple[Tensor, dict]:

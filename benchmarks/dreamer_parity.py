@@ -32,8 +32,8 @@ from jax_reference import import_official
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from agents.run import load_config
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig, lambda_returns
-from mbrl_sam.config import load_config
 from mbrl_sam.distributions import TwoHot
 from mbrl_sam.world_models.rssm import RSSM
 

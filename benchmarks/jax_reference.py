@@ -34,7 +34,7 @@ import torch
 from harness import filled_replay, sync, time_call
 
 from agents import make_agent
-from mbrl_sam.config import load_config
+from agents.run import load_config
 from mbrl_sam.runtime import tune_allocator
 
 PRESETS = {"tiny": "size1m", "S": "size12m"}

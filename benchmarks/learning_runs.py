@@ -65,6 +65,27 @@ EXPERIMENTS: dict[str, tuple[list[str], list[str], list[int], list[str]]] = {
             "eval_episodes=1",
         ],
     ),
+    # Issue 19: our side at TD-MPC2's published budget (its walker-walk mean at 100k: 962).
+    "tdmpc_walker100k": (
+        ["dmc/walker-walk"],
+        ["erm", "sam"],
+        [0],
+        [
+            "agent=tdmpc",
+            "size=1M",
+            "agent.compile=true",
+            "steps=100000",
+            "eval_every=10000",
+            "eval_episodes=2",
+        ],
+    ),
+    # Issue 19: Dreamer tiny at DreamerV3's paper train ratio 512 (its walker-walk at 100k: 475).
+    "dreamer_walker_ratio512": (
+        ["dmc/walker-walk"],
+        ["erm"],
+        [0],
+        ["agent=dreamer", "size=tiny", "steps=100000", "train_ratio=512", "eval_every=10000"],
+    ),
     # Issue 3: the 38-dimensional high-DoF path, one hour of CPU per objective. One eval
     # episode is 500 plans (~3 min on one core), so evals are single episodes.
     "tdmpc_dogrun_1h": (

@@ -18,7 +18,7 @@ import torch
 from harness import filled_replay
 
 from agents import make_agent
-from mbrl_sam.config import load_config
+from agents.run import load_config
 from mbrl_sam.evaluation.flatness import MeasureConfig, world_model_probe
 from mbrl_sam.runtime import resolve_device, tune_allocator
 from mbrl_sam.sharpness import hutchinson_trace, lanczos, power_iteration, sam_sharpness

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from agents import make_agent
-from mbrl_sam.config import load_config
+from agents.run import load_config
 
 SIZES = {"1M": 1, "5M": 5, "19M": 19, "48M": 48}
 

@@ -19,7 +19,7 @@ import torch
 from harness import filled_replay, gflop, matmul_gflops, sync, time_call
 
 from agents import make_agent
-from mbrl_sam.config import load_config
+from agents.run import load_config
 from mbrl_sam.runtime import matmul_precision, resolve_device, tune_allocator
 
 DEFAULT_SIZES = {"dreamer": ["tiny", "S"], "tdmpc": ["1M", "5M"]}

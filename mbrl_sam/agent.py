@@ -3,13 +3,32 @@ flatness measurements need on top (`WorldModelAgent`). Both agents in `agents/` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from omegaconf import MISSING
 from torch import Tensor, nn
 
+from mbrl_sam.errors import check_int
 from mbrl_sam.objectives import LossClosure
 from mbrl_sam.optim import ClosureOptimizer
+
+
+@dataclass
+class AgentConfig:
+    """What every agent's config holds, and what the training loop reads from it."""
+
+    name: str = MISSING
+    batch_size: int = MISSING
+    batch_length: int = MISSING  # steps per replayed sequence
+    prefill: Any = MISSING  # env steps of random actions before learning, or auto
+    catch_up: bool = MISSING  # a burst of updates for the prefill's steps when learning starts
+    train_ratio: float = MISSING  # replayed steps per agent step
+
+    def __post_init__(self) -> None:
+        check_int("agent.batch_size", self.batch_size, 1)
+        check_int("agent.batch_length", self.batch_length, 2)
 
 
 @runtime_checkable

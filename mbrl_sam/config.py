@@ -1,11 +1,91 @@
-"""Composing the run config from configs/, and the check that a resumed run is the same run."""
+"""The run config's schema (`RunConfig`: every key with its type, default and range), where its
+YAML lives, and the check that a resumed run is the same run.
+
+Hydra composes configs/config.yaml over this schema, so a value of the wrong type or a key that
+does not exist fails at composition; `OmegaConf.to_object` then builds the typed objects, whose
+`__post_init__` checks the ranges (agents/run.py does both at start-up).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from mbrl_sam.errors import ConfigError
+from omegaconf import MISSING, OmegaConf
+
+from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive
+from mbrl_sam.evaluation.flatness import MeasureConfig
+from mbrl_sam.objectives import ObjectiveConfig
+from mbrl_sam.planners import PlannerConfig
+from mbrl_sam.runtime import MATMUL_PRECISIONS
+
+
+@dataclass
+class SizeConfig:
+    """The size preset's name (`size=<name>`; its values: configs/preset/<agent>_<name>.yaml)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class RunConfig:
+    """Every key of a run; `python train.py key=value` overrides any of them."""
+
+    agent: Any = MISSING  # the agent's own schema: agents/dreamer.py, agents/tdmpc.py
+    objective: ObjectiveConfig = MISSING
+    planner: PlannerConfig = MISSING
+    size: SizeConfig = MISSING
+    # suite/name: dmc/<domain>-<task>, gym/<Gymnasium id>, atari/<Game>,
+    # humanoidbench/<robot>-<task>-v0 (envs/README.md)
+    task: str = "gym/Pendulum-v1"
+    obs: str = "state"  # state | pixels
+    action_repeat: int | None = None  # None: the suite's (dmc 2, gym 1, atari 4, hb 1)
+    steps: int = 5000  # env steps, counted with action repeat (the default run: minutes on a CPU)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
+    # highest (float32) | high (TF32 on CUDA) | medium (bfloat16 products, float32 sums: CUDA,
+    # and CPUs with AMX or AVX512-BF16)
+    matmul_precision: str = "highest"
+    run_dir: str = "runs/${now:%Y%m%d-%H%M%S}"
+    resume: Any = "auto"  # auto: continue if run_dir has a checkpoint | true: require one | false
+    # Env steps of uniform random actions before learning starts (the agent's default; auto:
+    # TD-MPC2's max(1000, 5 x episode length) agent steps).
+    prefill: Any = "${agent.prefill}"
+    train_ratio: float = "${agent.train_ratio}"  # replayed steps per agent step (DreamerV3's)
+    replay_capacity: int = 1_000_000  # env-step records kept (pixels are stored as uint8)
+    eval_every: int = 1000  # env steps between evaluations
+    eval_episodes: int = 5
+    log_every: int = 1000  # env steps between train-metric logs
+    checkpoint_minutes: float = 10.0  # also written at the end and on Ctrl-C
+    time_limit_minutes: float | None = None  # stop (evaluate, checkpoint) after this long
+    progress: bool = True  # progress bar (redraws rarely when not on a terminal)
+    tensorboard: bool = True
+    measure: MeasureConfig = field(default_factory=MeasureConfig)  # flatness during training
+
+    def __post_init__(self) -> None:
+        check_choice("obs", self.obs, ("state", "pixels"))
+        check_choice("resume", self.resume, ("auto", True, False))
+        if self.action_repeat is not None:
+            check_int("action_repeat", self.action_repeat, 1)
+        check_int("steps", self.steps, 1)
+        check_int("seed", self.seed, 0)
+        if self.prefill != "auto" and (not isinstance(self.prefill, int) or self.prefill < 0):
+            raise ConfigError(
+                f"prefill={self.prefill!r} is not valid; it must be auto or an int >= 0"
+            )
+        check_int("eval_every", self.eval_every, 0)
+        check_int("eval_episodes", self.eval_episodes, 1)
+        check_int("log_every", self.log_every, 1)
+        check_int("replay_capacity", self.replay_capacity, self.agent.batch_length)
+        check_positive("train_ratio", self.train_ratio)
+        check_positive("checkpoint_minutes", self.checkpoint_minutes)
+        if self.time_limit_minutes is not None:
+            check_positive("time_limit_minutes", self.time_limit_minutes)
+        if self.threads is not None:
+            check_int("threads", self.threads, 1)
+        check_choice("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
 
 
 def check_resume_matches(cfg: Any, saved: dict, run_dir: Path) -> None:
@@ -23,11 +103,27 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "configs"
 
 
-def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Any:
-    """Compose configs/config.yaml with `key=value` overrides, as train.py would."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+Options = TypeVar("Options")
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+
+def parse_options(schema: type[Options], argv: list[str]) -> Options:
+    """A script's `key=value` arguments over its options dataclass; an unknown key, a value of
+    the wrong type, a missing required one or one out of range raises a one-line ConfigError."""
+    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue
+
+    names = list(OmegaConf.structured(schema).keys())
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        return OmegaConf.to_object(merged)
+    except ConfigError:
+        raise
+    except ConfigKeyError as err:
+        key = err.full_key or str(err).split("'")[1]
+        raise ConfigError(f"{key} is not an option; the options are: {', '.join(names)}") from None
+    except MissingMandatoryValue as err:
+        key = err.full_key or str(err).rsplit(": ", 1)[-1]
+        raise ConfigError(f"{key}=<value> is required") from None
+    except Exception as err:  # a value OmegaConf cannot convert to the field's type
+        key = getattr(err, "full_key", "") or "?"
+        value = dict(a.split("=", 1) for a in argv if "=" in a).get(key)
+        raise ConfigError(f"{key}={value!r} is not valid: {str(err).splitlines()[0]}") from None

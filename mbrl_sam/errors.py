@@ -22,3 +22,13 @@ def check_int(name: str, value: object, minimum: int) -> None:
     """Raise ConfigError unless `value` is an integer >= `minimum`."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{name}={value!r} is not valid; it must be an integer >= {minimum}")
+
+
+def check_range(name: str, value: object, low: float, high: float, high_open: bool = False) -> None:
+    """Raise ConfigError unless `value` is a number in [low, high] (or [low, high))."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (low <= value < high if high_open else low <= value <= high):
+        bracket = ")" if high_open else "]"
+        raise ConfigError(
+            f"{name}={value!r} is not valid; it must be a number in [{low}, {high}{bracket}"
+        )

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from mbrl_sam.errors import check_positive
 from mbrl_sam.objectives import ERM, LossClosure, Objective
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam with global-norm gradient clipping (`agent.model_opt`, `agent.pi_opt`)."""
+
+    where: ClassVar[str] = "agent.model_opt"  # its key in the run config, for error messages
+
+    lr: float = 1e-4
+    eps: float = 1e-8
+    clip: float = 100.0  # the global gradient norm is clipped to this
+
+    def __post_init__(self) -> None:
+        for key in ("lr", "eps", "clip"):
+            check_positive(f"{self.where}.{key}", getattr(self, key))
 
 
 class ClosureOptimizer:

@@ -6,11 +6,12 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from mbrl_sam import seeds
@@ -26,7 +27,6 @@ from mbrl_sam.config import check_resume_matches
 from mbrl_sam.environment import Env, EnvSpec
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.episodes import run_episodes
-from mbrl_sam.evaluation.flatness import MeasureConfig, measure_all
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
 from mbrl_sam.rollout import Rollout
@@ -39,6 +39,44 @@ def random_action(spec: EnvSpec, rng: np.random.Generator) -> np.ndarray:
         action[rng.integers(spec.action_dim)] = 1.0
         return action
     return rng.uniform(-1, 1, spec.action_dim).astype(np.float32)
+
+
+@dataclass
+class Counters:
+    """How far a run has got; its checkpoint keeps them as a dict of these keys."""
+
+    agent_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+    last_eval: int | None = None  # env steps at the last evaluation; None: none yet
+    train_seconds: float = 0.0  # wall-clock seconds in run() over all resumes: the run's cost
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Counters:
+        """From a checkpoint's dict (older ones wrote last_eval=-1 for none, and more keys)."""
+        known = {k: v for k, v in state.items() if k in {f.name for f in fields(cls)}}
+        if known.get("last_eval", 0) is not None and known.get("last_eval", 0) < 0:
+            known["last_eval"] = None
+        return cls(**known)
+
+
+class TrainerHook(Protocol):
+    """Work a run does between steps beside training (e.g. flatness measurements), with state
+    that its checkpoint keeps under `name`."""
+
+    name: str
+
+    def after_step(self, trainer: Trainer) -> None:
+        """Called after every agent step and its updates."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue the hook."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict()`."""
+        ...
 
 
 class Trainer:
@@ -54,19 +92,18 @@ class Trainer:
         logger: Logger,
         run_dir: Path,
         stop: threading.Event | None = None,
+        hooks: Sequence[TrainerHook] = (),
     ) -> None:
-        """`stop`, once set, makes run() save a checkpoint and raise KeyboardInterrupt."""
+        """`stop`, once set, makes run() save a checkpoint and raise KeyboardInterrupt; each
+        hook runs after every step."""
         self.cfg, self.agent, self.env, self.eval_env = cfg, agent, env, eval_env
         self.rollout = Rollout(agent, env, explore=True)
         self.stop = stop
         self.replay, self.logger, self.run_dir = replay, logger, Path(run_dir)
         self.repeat = env.spec.action_repeat
-        self.counters = {"agent_steps": 0, "updates": 0, "episodes": 0, "last_eval": -1}
-        self.counters["last_measure"] = 0
-        # Wall-clock seconds spent in run() over all resumes: the run's cost, without stops.
-        self.counters["train_seconds"] = 0.0
+        self.counters = Counters()
+        self.hooks = list(hooks)
         self._clock: tuple[float, float] | None = None
-        self.probe_batch: dict[str, torch.Tensor] | None = None
         self.rng = np.random.default_rng(cfg.seed)
         self.last_return = float("nan")
         self.last_eval_return = float("nan")
@@ -74,7 +111,7 @@ class Trainer:
     @property
     def env_steps(self) -> int:
         """Environment steps so far, counted with action repeat."""
-        return self.counters["agent_steps"] * self.repeat
+        return self.counters.agent_steps * self.repeat
 
     @property
     def prefill_steps(self) -> int:
@@ -91,7 +128,7 @@ class Trainer:
         of the updates they would have had (TD-MPC2's pretraining on its seed data).
         """
         a = self.cfg.agent
-        steps, prefill = self.counters["agent_steps"], self.prefill_steps
+        steps, prefill = self.counters.agent_steps, self.prefill_steps
         learned = steps if a.get("catch_up", False) and steps >= prefill else steps - prefill
         if learned <= 0 or len(self.replay) < a.batch_length:
             return 0
@@ -99,7 +136,7 @@ class Trainer:
 
     def train_hours(self) -> float:
         """Wall-clock hours this run has spent training, summed over resumes."""
-        seconds = self.counters["train_seconds"]
+        seconds = self.counters.train_seconds
         if self._clock is not None:
             seconds = self._clock[1] + time.monotonic() - self._clock[0]
         return seconds / 3600
@@ -111,12 +148,12 @@ class Trainer:
         return {
             "agent": self.agent.state_dict(),
             "replay": self.replay.state_dict(),
-            "counters": {**self.counters, "train_seconds": 3600 * self.train_hours()},
+            "counters": asdict(replace(self.counters, train_seconds=3600 * self.train_hours())),
             "rng": rng_state(),
             "loop_rng": self.rng.bit_generator.state,
             "task": self.cfg.task,
             "agent_name": self.cfg.agent.name,
-            "probe_batch": self.probe_batch,
+            **{hook.name: hook.state_dict() for hook in self.hooks},
             # So a resumed (or already finished) run shows and returns them before its next eval.
             "last_returns": {"episode": self.last_return, "eval": self.last_eval_return},
         }
@@ -129,10 +166,12 @@ class Trainer:
         """Restore from a checkpoint's state."""
         self.agent.load_state_dict(state["agent"])
         self.replay.load_state_dict(state["replay"])
-        self.counters.update(state["counters"])
+        self.counters = Counters.from_state(state["counters"])
         set_rng_state(state["rng"])
         self.rng.bit_generator.state = state["loop_rng"]
-        self.probe_batch = state.get("probe_batch")
+        for hook in self.hooks:
+            if hook.name in state:
+                hook.load_state_dict(state[hook.name])
         last = state.get("last_returns", {})
         self.last_return = last.get("episode", float("nan"))
         self.last_eval_return = last.get("eval", float("nan"))
@@ -173,11 +212,11 @@ class Trainer:
         self._reset_episode()
         last_save, last_log = time.monotonic(), self.env_steps
         start_time, start_steps = time.monotonic(), self.env_steps
-        self._clock = (start_time, float(self.counters["train_seconds"]))
+        self._clock = (start_time, float(self.counters.train_seconds))
         try:
             limit = self.cfg.time_limit_minutes
             deadline = None if limit is None else start_time + 60 * float(limit)
-            while self.counters["agent_steps"] < total_agent_steps:
+            while self.counters.agent_steps < total_agent_steps:
                 if self.stop is not None and self.stop.is_set():
                     raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
@@ -192,8 +231,8 @@ class Trainer:
                     elapsed = max(time.monotonic() - start_time, 1e-9)
                     self._log_window(window, (self.env_steps - start_steps) / elapsed)
                     last_log = self.env_steps
-                if self._measure_due():
-                    self.measure()
+                for hook in self.hooks:
+                    hook.after_step(self)
                 if time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes:
                     self.save()
                     last_save = time.monotonic()
@@ -202,7 +241,7 @@ class Trainer:
                     bar.set_postfix(
                         ret=f"{self.last_return:.1f}",
                         eval=f"{self.last_eval_return:.1f}",
-                        upd=self.counters["updates"],
+                        upd=self.counters.updates,
                         refresh=False,
                     )
         except KeyboardInterrupt:
@@ -212,7 +251,7 @@ class Trainer:
             print(f"\nInterrupted: checkpoint saved in {self.run_dir}; rerun to resume.")
             raise
         bar.close()
-        if self.counters["last_eval"] != self.env_steps:
+        if self.counters.last_eval != self.env_steps:
             self.evaluate()
         self.save()
         self.logger.close()
@@ -220,13 +259,13 @@ class Trainer:
 
     def _collect(self) -> None:
         """One agent step in the environment, stored in replay; a new episode when it ends."""
-        prefill = self.counters["agent_steps"] < self.prefill_steps
+        prefill = self.counters.agent_steps < self.prefill_steps
         step = self.rollout.step(random_action(self.env.spec, self.rng) if prefill else None)
-        self.counters["agent_steps"] += 1
+        self.counters.agent_steps += 1
         self.replay.add(step.next_obs, step.action, step.reward, False, step.terminated)
         if not step.done:
             return
-        self.counters["episodes"] += 1
+        self.counters.episodes += 1
         self.last_return = self.rollout.ret
         result = {"return": self.rollout.ret, "length": self.rollout.length}
         self.logger.log(self.env_steps, result, "episode")
@@ -235,50 +274,31 @@ class Trainer:
     def _train(self, window: dict[str, list[float]]) -> None:
         """Run the updates the train ratio asks for, collecting their metrics in `window`."""
         a = self.cfg.agent
-        while self.counters["updates"] < self.updates_due():
+        while self.counters.updates < self.updates_due():
             batch = self.replay.sample(a.batch_size, a.batch_length)
-            metrics = self.agent.update(batch, self.counters["updates"])
-            self.counters["updates"] += 1
+            metrics = self.agent.update(batch, self.counters.updates)
+            self.counters.updates += 1
             for k, v in metrics.items():
                 window[k].append(v)
 
     def _reset_episode(self) -> None:
-        seed = seeds.training_episode(int(self.cfg.seed), self.counters["episodes"])
+        seed = seeds.training_episode(int(self.cfg.seed), self.counters.episodes)
         obs = self.rollout.reset(seed)
         self.replay.add(obs, np.zeros(self.env.spec.action_dim, np.float32), 0.0, True, False)
 
     def _eval_due(self) -> bool:
         every = self.cfg.eval_every
-        if every > 0 and self.counters["last_eval"] < 0:
+        last = self.counters.last_eval
+        if every > 0 and last is None:
             return True  # evaluate once before learning, so curves start at the untrained agent
-        return every > 0 and self.env_steps // every > max(self.counters["last_eval"], 0) // every
+        return every > 0 and self.env_steps // every > (last or 0) // every
 
     def _log_window(self, window: dict[str, list[float]], fps: float) -> None:
         metrics = {k: float(np.mean(v)) for k, v in window.items()}
-        metrics.update(fps=fps, updates=self.counters["updates"], replay_size=len(self.replay))
+        metrics.update(fps=fps, updates=self.counters.updates, replay_size=len(self.replay))
         metrics["hours"] = self.train_hours()
         self.logger.log(self.env_steps, metrics, "train")
         window.clear()
-
-    def _measure_due(self) -> bool:
-        every, done = self.cfg.measure.every, self.counters["updates"]
-        return every > 0 and done // every > self.counters["last_measure"] // every
-
-    def measure(self) -> dict:
-        """Flatness measurements on a fixed probe batch and fresh eval-env episodes; logged."""
-        mcfg = MeasureConfig(**self.cfg.measure)
-        if self.probe_batch is None:
-            # Drawn once with its own generator, so it is the same batch for the whole run.
-            a = self.cfg.agent
-            rng = np.random.default_rng(mcfg.seed)
-            self.probe_batch = self.replay.sample(a.batch_size, a.batch_length, rng)
-        result = measure_all(
-            self.agent, self.probe_batch, self.eval_env, mcfg, seeds.MEASURE_IN_TRAINING
-        )
-        self.logger.log(self.env_steps, result["flat"], "measure")
-        self.logger.record("measure.jsonl", {"step": self.env_steps, **result})
-        self.counters["last_measure"] = self.counters["updates"]
-        return result
 
     def evaluate(self) -> dict[str, float]:
         """Run cfg.eval_episodes greedy episodes on the eval env and log their returns."""
@@ -290,6 +310,6 @@ class Trainer:
         # Per-episode returns too: success rates and bootstrap statistics need them.
         record = {"step": self.env_steps, "returns": returns, "hours": self.train_hours()}
         self.logger.record("evals.jsonl", record)
-        self.counters["last_eval"] = self.env_steps
+        self.counters.last_eval = self.env_steps
         self.last_eval_return = result["return"]
         return {"eval_return": result["return"]}

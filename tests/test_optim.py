@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from agents import make_agent
+from agents.run import load_config
 from envs.base import EnvSpec
-from mbrl_sam.config import load_config
 from mbrl_sam.objectives import SAM
 from mbrl_sam.optim import ClosureOptimizer
 

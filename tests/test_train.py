@@ -15,8 +15,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
+from agents.run import load_config
 from mbrl_sam.checkpoint import CHECKPOINT
-from mbrl_sam.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -261,7 +261,7 @@ def test_a_stop_request_whose_interrupt_was_lost_still_stops_with_a_checkpoint(
 
     def train_then_request_stop(self, window):
         original_train(self, window)
-        if self.counters["updates"] >= 3:
+        if self.counters.updates >= 3:
             train.STOP.set()
 
     monkeypatch.setattr(trainer_module.Trainer, "_train", train_then_request_stop)
@@ -308,7 +308,7 @@ def test_bad_values_fail_at_startup_with_clear_message(tmp_path, args, expected)
 
 def test_unreadable_checkpoint_fails_at_startup(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    proc = run_cli(f"run_dir={tmp_path}", "steps=10", "task=gym/CartPole-v1")
+    proc = run_cli(f"run_dir={tmp_path}", "steps=10", "task=gym/Pendulum-v1")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "checkpoint.pt" in proc.stderr
 

@@ -8,11 +8,11 @@ import torch
 
 import train
 from agents import make_agent
+from agents.run import load_config
 from envs import make_env
-from mbrl_sam.config import load_config
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
-from mbrl_sam.trainer import Trainer
+from mbrl_sam.trainer import Counters, Trainer
 
 TDMPC_FAST = ["agent=tdmpc", "size=tiny", "agent.batch_size=16", "eval_episodes=1"]
 
@@ -48,11 +48,11 @@ def test_catch_up_makes_one_update_per_seed_step_in_one_burst(tmp_path):
     t = trainer(tmp_path, "task=gym/Pendulum-v1", "train_ratio=32")  # one update per 2 steps
     counts = {}
     for steps in (999, 1000, 1001, 1010):
-        t.counters["agent_steps"] = steps
+        t.counters.agent_steps = steps
         counts[steps] = t.updates_due()
     assert counts == {999: 0, 1000: 500, 1001: 500, 1010: 505}
     t = trainer(tmp_path, "task=gym/Pendulum-v1", "train_ratio=32", "agent.catch_up=false")
-    t.counters["agent_steps"] = 1010
+    t.counters.agent_steps = 1010
     assert t.updates_due() == 5
 
 
@@ -65,3 +65,10 @@ def test_a_catch_up_run_ends_with_as_many_updates_as_agent_steps(tmp_path):
     train.run(cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["counters"]["agent_steps"] == 240 and state["counters"]["updates"] == 240
+
+
+def test_counters_read_checkpoints_written_before_they_were_a_dataclass():
+    old = {"agent_steps": 7, "updates": 3, "episodes": 1, "last_eval": -1, "last_measure": 2}
+    counters = Counters.from_state({**old, "train_seconds": 4.5})
+    assert counters == Counters(7, 3, 1, None, 4.5)
+    assert Counters.from_state({**old, "last_eval": 200}).last_eval == 200

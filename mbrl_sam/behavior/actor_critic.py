@@ -13,8 +13,8 @@ from torch import Tensor, nn
 
 from mbrl_sam.behavior.policy import Policy
 from mbrl_sam.distributions import TwoHot
-from mbrl_sam.errors import check_choice
-from mbrl_sam.nets import MLP
+from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive, check_range
+from mbrl_sam.nets import MLP, NORMS
 from mbrl_sam.optim import ClosureOptimizer
 
 
@@ -43,6 +43,29 @@ class ActorCriticConfig:
     critic_lr: float = 1e-4
     eps: float = 1e-5
     clip: float = 100.0
+
+    def __post_init__(self) -> None:
+        check_choice(
+            "agent.behavior.actor_grad", self.actor_grad, ("auto", "reinforce", "dynamics")
+        )
+        check_choice("agent.behavior.norm", self.norm, NORMS)
+        for key in ("units", "layers", "horizon", "bins"):
+            check_int(f"agent.behavior.{key}", getattr(self, key), 1)
+        check_range("agent.behavior.discount_horizon", self.discount_horizon, 1.0, float("inf"))
+        for key in ("lam", "slow_rate", "retnorm_rate"):
+            check_range(f"agent.behavior.{key}", getattr(self, key), 0.0, 1.0)
+        check_range("agent.behavior.unimix", self.unimix, 0.0, 1.0, high_open=True)
+        if not 0 <= self.retnorm_low < self.retnorm_high <= 100:
+            raise ConfigError(
+                "agent.behavior: 0 <= retnorm_low < retnorm_high <= 100 must hold, got "
+                f"{self.retnorm_low} and {self.retnorm_high}"
+            )
+        if not 0 < self.min_std <= self.max_std:
+            raise ConfigError(
+                f"agent.behavior.min_std={self.min_std} must be in (0, max_std={self.max_std}]"
+            )
+        for key in ("actor_lr", "critic_lr", "eps", "clip"):
+            check_positive(f"agent.behavior.{key}", getattr(self, key))
 
 
 State = dict[str, Tensor]
@@ -104,7 +127,6 @@ class ActorCritic(nn.Module):
 
     def __init__(self, feat_dim: int, action_dim: int, discrete: bool, cfg: ActorCriticConfig):
         super().__init__()
-        check_choice("agent.behavior.actor_grad", cfg.actor_grad, ("auto", "reinforce", "dynamics"))
         self.cfg = cfg
         self.action_dim, self.discrete = action_dim, discrete
         self.discount = 1.0 - 1.0 / cfg.discount_horizon

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.environment import Env
+from mbrl_sam.errors import check_int, check_positive
 from mbrl_sam.evaluation.model_error import measure_model_error
 from mbrl_sam.evaluation.value_gap import measure_value_gap
 from mbrl_sam.objectives import select_params
@@ -34,11 +35,18 @@ class MeasureConfig:
     groups: str = "all"  # world-model parameters measured: all, or '+'-joined group names
     lanczos_steps: int = 20
     trace_samples: int = 10
-    rho: float = 0.05
+    sam_radius: float = 0.05  # radius of the ball SAM-sharpness maximises over
     ascent_steps: int = 1
     episodes: int = 1  # real episodes for value gap, model error and performance gap
     horizon: int = 15  # open-loop steps for the model error
     seed: int = 0  # fixes the probe's random draws
+
+    def __post_init__(self) -> None:
+        check_int("measure.every", self.every, 0)
+        for key in ("lanczos_steps", "trace_samples", "ascent_steps", "episodes", "horizon"):
+            check_int(f"measure.{key}", getattr(self, key), 1)
+        check_positive("measure.sam_radius", self.sam_radius)
+        check_int("measure.seed", self.seed, 0)
 
 
 def world_model_probe(
@@ -79,7 +87,7 @@ def _sharpness_measures(
     out.update(top_eigenvalue(probe, lr, cfg.lanczos_steps))
     trace, stderr = hutchinson_trace(probe.operator(), probe.dim, cfg.trace_samples, cfg.seed)
     out.update(trace=trace, trace_stderr=stderr)
-    out.update(sam_sharpness(probe, cfg.rho, cfg.ascent_steps))
+    out.update(sam_sharpness(probe, cfg.sam_radius, cfg.ascent_steps))
     if all("exp_avg_sq" in adam.state.get(p, {}) for p in probe.params):
         out.update(preconditioned_sharpness(probe, adam, cfg.lanczos_steps))
     out["hvps"] = float(probe.hvp_count)

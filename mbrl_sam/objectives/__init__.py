@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from mbrl_sam.errors import ConfigError, check_choice
+from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive
 from mbrl_sam.objectives.base import LossClosure, Objective, grad_norm, select_params
 from mbrl_sam.objectives.erm import ERM
 from mbrl_sam.objectives.sam import ASAM, SAM
@@ -12,7 +13,7 @@ from mbrl_sam.objectives.sam import ASAM, SAM
 OBJECTIVES: dict[str, type[Objective]] = {"erm": ERM, "sam": SAM, "asam": ASAM}
 
 __all__ = ["ASAM", "ERM", "OBJECTIVES", "SAM", "LossClosure", "Objective", "grad_norm"]
-__all__ += ["make_objective", "select_params"]
+__all__ += ["ObjectiveConfig", "build_objective", "make_objective", "select_params"]
 
 
 def make_objective(name: str, **options: Any) -> Objective:
@@ -23,3 +24,28 @@ def make_objective(name: str, **options: Any) -> Objective:
         return cls(**options)
     except TypeError as err:
         raise ConfigError(f"objective {name!r}: bad options {sorted(options)}: {err}") from None
+
+
+@dataclass
+class ObjectiveConfig:
+    """The world-model objective (`objective=<name>`, configs/objective/<name>.yaml)."""
+
+    name: str = "erm"  # erm | sam | asam
+    rho: float = 0.05  # sam, asam: the radius of the ascent step
+    eta: float = 0.01  # asam: added to |w| in the weight scaling
+    start_step: int = 0  # sam, asam: updates before which they act as erm
+    perturb: str = "all"  # all | '+'-joined world-model groups (the others take the plain gradient)
+
+    def __post_init__(self) -> None:
+        check_choice("objective", self.name, OBJECTIVES)
+        if self.name != "erm":
+            check_positive("objective.rho", self.rho)
+            check_int("objective.start_step", self.start_step, 0)
+        if self.name == "asam" and not self.eta >= 0:
+            raise ConfigError(f"objective.eta={self.eta!r} is not valid; it must be >= 0")
+
+
+def build_objective(cfg: ObjectiveConfig) -> Objective:
+    """The objective a config names, with the options it takes."""
+    options = {"sam": ("rho", "start_step"), "asam": ("rho", "eta", "start_step")}
+    return make_objective(cfg.name, **{k: getattr(cfg, k) for k in options.get(cfg.name, ())})

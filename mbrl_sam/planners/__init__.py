@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mbrl_sam.errors import check_choice
-from mbrl_sam.planners.base import Plan, Planner, PlannerConfig, Score
+from mbrl_sam.planners.base import PLANNER_NAMES, Plan, Planner, PlannerConfig, Score
 from mbrl_sam.planners.cem import CEM
 from mbrl_sam.planners.mppi import MPPI
 
@@ -18,4 +18,14 @@ def make_planner(name: str, action_dim: int, cfg: PlannerConfig, device: torch.d
     return PLANNERS[name](action_dim, cfg, device)
 
 
-__all__ = ["CEM", "MPPI", "PLANNERS", "Plan", "Planner", "PlannerConfig", "Score", "make_planner"]
+__all__ = [
+    "CEM",
+    "MPPI",
+    "PLANNER_NAMES",
+    "PLANNERS",
+    "Plan",
+    "Planner",
+    "PlannerConfig",
+    "Score",
+    "make_planner",
+]

@@ -14,16 +14,22 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from mbrl_sam.errors import ConfigError
+from mbrl_sam.errors import ConfigError, check_choice
 
 # Maps candidate action sequences (N, H, A) in [-1, 1] to their estimated returns (N,).
 Score = Callable[[Tensor], Tensor]
 
 
+# auto: the agent's own way (tdmpc plans with MPPI, dreamer acts with its actor); none: act with
+# the learned policy; mppi and cem: plan (for dreamer: latent MPC, the critic closing the horizon).
+PLANNER_NAMES = ("auto", "none", "mppi", "cem")
+
+
 @dataclass
 class PlannerConfig:
-    """Sampling-planner settings (TD-MPC2's MPPI defaults)."""
+    """Sampling-planner settings (TD-MPC2's MPPI defaults); `planner=<name>` picks the name."""
 
+    name: str = "auto"
     horizon: int = 3
     iterations: int = 6
     iterations_high_dim: int = 8  # used instead when action_dim >= high_dim
@@ -35,12 +41,14 @@ class PlannerConfig:
     min_std: float = 0.05
     max_std: float = 2.0
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         """Raise ConfigError naming the first setting that cannot work."""
+        check_choice("planner", self.name, PLANNER_NAMES)
         checks = [
             ("horizon", self.horizon >= 1, ">= 1"),
             ("iterations", self.iterations >= 1, ">= 1"),
             ("iterations_high_dim", self.iterations_high_dim >= 1, ">= 1"),
+            ("samples", self.samples >= 2, ">= 2"),
             ("elites", 1 <= self.elites <= self.samples, f"in [1, samples={self.samples}]"),
             ("prior_trajectories", 0 <= self.prior_trajectories < self.samples, "< samples"),
             ("min_std", 0 < self.min_std <= self.max_std, f"in (0, max_std={self.max_std}]"),
@@ -62,7 +70,6 @@ class Planner(ABC):
     """Iteratively refits a Gaussian over H-step action sequences to the best candidates."""
 
     def __init__(self, action_dim: int, cfg: PlannerConfig, device: torch.device) -> None:
-        cfg.validate()
         if action_dim < 1:
             raise ConfigError(f"action_dim={action_dim!r} must be >= 1")
         self.action_dim, self.cfg, self.device = action_dim, cfg, torch.device(device)

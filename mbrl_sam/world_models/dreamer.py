@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mbrl_sam.distributions import TwoHot, symlog
-from mbrl_sam.nets import MLP, ConvDecoder, ConvEncoder
+from mbrl_sam.errors import ConfigError, check_choice, check_int, check_range
+from mbrl_sam.nets import MLP, NORMS, ConvDecoder, ConvEncoder
 from mbrl_sam.world_models.rssm import RSSM, State
 
 
@@ -33,6 +34,25 @@ class DreamerModelConfig:
     loss_scales: dict[str, float] = field(
         default_factory=lambda: {"rec": 1.0, "rew": 1.0, "con": 1.0, "dyn": 0.5, "rep": 0.1}
     )
+
+    def __post_init__(self) -> None:
+        for key in ("deter", "hidden", "stoch", "classes", "blocks", "units", "layers", "depth"):
+            check_int(f"agent.model.{key}", getattr(self, key), 1)
+        if self.deter % self.blocks:
+            raise ConfigError(
+                f"agent.model.deter={self.deter} is not valid; it must be a multiple of "
+                f"agent.model.blocks={self.blocks}"
+            )
+        check_choice("agent.model.norm", self.norm, NORMS)
+        check_range("agent.model.unimix", self.unimix, 0.0, 1.0, high_open=True)
+        check_int("agent.model.bins", self.bins, 2)
+        check_range("agent.model.free_bits", self.free_bits, 0.0, float("inf"))
+        unknown = sorted(set(self.loss_scales) - {"rec", "rew", "con", "dyn", "rep"})
+        if unknown:
+            raise ConfigError(
+                f"agent.model.loss_scales has unknown terms {unknown}; its terms are rec, rew, "
+                "con, dyn, rep"
+            )
 
 
 class DreamerWorldModel(nn.Module):

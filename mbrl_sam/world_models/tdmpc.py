@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mbrl_sam.distributions import SymlogTwoHot
+from mbrl_sam.errors import ConfigError, check_int, check_range
 from mbrl_sam.nets import EnsembleMLP, SimNorm, normed_mlp
 
 
@@ -35,7 +36,22 @@ class TDMPCModelConfig:
     reward_coef: float = 0.1
     value_coef: float = 0.1
     termination_coef: float = 1.0
-    rho: float = 0.5  # per-step decay of the loss weights over the horizon
+    horizon_decay: float = 0.5  # loss weight decay per step of the horizon (TD-MPC2's rho)
+
+    def __post_init__(self) -> None:
+        for key in ("latent_dim", "enc_dim", "mlp_dim", "enc_layers", "num_q", "simnorm_dim"):
+            check_int(f"agent.model.{key}", getattr(self, key), 1)
+        check_int("agent.model.num_q", self.num_q, 2)  # TD targets take the min of two Qs
+        check_int("agent.model.bins", self.bins, 2)
+        check_range("agent.model.dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_range("agent.model.horizon_decay", self.horizon_decay, 0.0, 1.0)
+        if self.latent_dim % self.simnorm_dim:
+            raise ConfigError(
+                f"agent.model.latent_dim={self.latent_dim} is not valid; it must be a multiple "
+                f"of agent.model.simnorm_dim={self.simnorm_dim}"
+            )
+        if not self.vmin < self.vmax or not self.log_std_min < self.log_std_max:
+            raise ConfigError("agent.model: vmin < vmax and log_std_min < log_std_max must hold")
 
 
 class PolicyPrior(nn.Module):
@@ -181,7 +197,7 @@ class TDMPCWorldModel(nn.Module):
         `valid` masks steps after an episode boundary inside a window.
         """
         cfg, horizon = self.cfg, action.shape[0]
-        weights = cfg.rho ** torch.arange(horizon, device=obs.device, dtype=torch.float32)
+        weights = cfg.horizon_decay ** torch.arange(horizon, device=obs.device, dtype=torch.float32)
         valid = valid.float()
         z = self.encode(obs)
         zs = [z]

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from agents import make_agent
+from agents.run import load_config
 from envs.base import EnvSpec
-from mbrl_sam.config import load_config
 from mbrl_sam.errors import ConfigError
 
 SPEC = EnvSpec((5,), np.float32, 2, False, 2)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from agents import make_agent
+from agents.run import load_config
 from agents.tdmpc import heuristic_discount
 from envs.base import EnvSpec
-from mbrl_sam.config import load_config
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.flatness import MeasureConfig, world_model_probe
 

@@ -11,7 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from mbrl_sam.config import load_config
+from agents.run import load_config
 from mbrl_sam.evaluation.flatness import MeasureConfig, sharpness_measures
 from mbrl_sam.evaluation.report import write_report
 from mbrl_sam.runtime import matmul_precision
@@ -59,6 +59,9 @@ def test_measurements_during_training_and_on_the_checkpoint(tmp_path):
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert "measure/sharpness/top_eigenvalue" in acc.Tags()["scalars"]
+    # The hook's state rides in the checkpoint: a resumed run measures the same batch.
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["flatness"]
+    assert saved["probe_batch"]["obs"].shape[:2] == (16, 4) and saved["last_measure"] >= 50
 
     proc = subprocess.run(
         [sys.executable, str(ROOT / "measure.py"), f"run_dir={tmp_path}", "lanczos_steps=4"]

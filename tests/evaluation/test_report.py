@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 import train
-from mbrl_sam.config import load_config
+from agents.run import load_config
 from mbrl_sam.evaluation.report import Run, build_report, markdown, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
+    "agent=dreamer",
     "task=gym/CartPole-v1",
     "size=tiny",
     "agent.batch_size=4",
@@ -64,10 +65,17 @@ def test_evaluate_writes_every_episode_return(runs):
 def test_evaluate_reports_bad_input_without_a_traceback(tmp_path):
     cases = {
         "has no config.yaml": [f"run_dir={tmp_path}"],
-        "run_dir=<path of a training run> is required": ["episodes=3"],
-        "unknown option(s) ['bogus']": [f"run_dir={tmp_path}", "bogus=1"],
-        "video='maybe' must be true or false": [f"run_dir={tmp_path}", "video=maybe"],
-        "fps=0 must be a number > 0": [f"run_dir={tmp_path}", "fps=0"],
+        "run_dir=<value> is required": ["episodes=3"],
+        "bogus is not an option; the options are: run_dir, episodes": [
+            f"run_dir={tmp_path}",
+            "bogus=1",
+        ],
+        "video='maybe' is not valid": [f"run_dir={tmp_path}", "video=maybe"],
+        "fps=0.0 is not valid; it must be a number > 0": [f"run_dir={tmp_path}", "fps=0"],
+        "episodes=0 is not valid; it must be an integer >= 1": [
+            f"run_dir={tmp_path}",
+            "episodes=0",
+        ],
     }
     for message, args in cases.items():
         proc = subprocess.run(

@@ -98,7 +98,9 @@ def test_policy_log_prob_is_the_gaussian_density_before_the_tanh():
 
 
 def test_policy_log_prob_on_hand_computed_numbers():
-    cfg = TDMPCModelConfig(latent_dim=4, mlp_dim=4, log_std_min=-10.0, log_std_max=2.0)
+    cfg = TDMPCModelConfig(
+        latent_dim=4, mlp_dim=4, simnorm_dim=4, log_std_min=-10.0, log_std_max=2.0
+    )
     pi = PolicyPrior(cfg, 1)
     with torch.no_grad():
         for p in pi.net.parameters():
@@ -147,7 +149,9 @@ def test_encoder_sees_raw_observations():
 
 
 def test_termination_loss_is_an_unweighted_mean_over_the_window():
-    wm = small_model(episodic=True, consistency_coef=0.0, reward_coef=0.0, value_coef=0.0, rho=0.5)
+    wm = small_model(
+        episodic=True, consistency_coef=0.0, reward_coef=0.0, value_coef=0.0, horizon_decay=0.5
+    )
     w = window()
     terminal = torch.zeros(H, B, dtype=torch.bool)
     terminal[2, :3] = True
@@ -204,7 +208,7 @@ def test_loss_ignores_steps_after_an_episode_boundary():
 
 
 def test_loss_weights_steps_by_rho_and_mixes_terms_by_their_coefficients():
-    wm = small_model(consistency_coef=1.0, reward_coef=0.0, value_coef=0.0, rho=0.5)
+    wm = small_model(consistency_coef=1.0, reward_coef=0.0, value_coef=0.0, horizon_decay=0.5)
     w = window()
     next_z, target = wm.td_targets(w["obs"][1:], w["reward"], w["terminal"], 0.99)
     valid = torch.ones(H, B, dtype=torch.long)
