@@ -155,10 +155,13 @@ class ScriptedModel(nn.Module):
 
     def __init__(self, reward: np.ndarray, cont: np.ndarray) -> None:
         super().__init__()
-        self.rssm = SimpleNamespace(features=lambda s: s["feat"], img_step=self._step)
         self.reward, self.cont = Table(reward, False), Table(cont, False)
 
-    def _step(self, state: dict, action: Tensor) -> dict:
+    def features(self, state: dict) -> Tensor:
+        """The features are the state."""
+        return state["feat"]
+
+    def imagine_step(self, state: dict, action: Tensor) -> dict:
         """Advance the step index; the action does not matter here."""
         return {"feat": state["feat"] + torch.tensor([1.0, 0.0])}
 
