@@ -31,15 +31,10 @@ def heuristic_discount(
 
 
 def resolve_discount(discount: float | str, spec: EnvSpec) -> float:
-    """A number as given; `auto` from the env's episode length as TD-MPC2 does."""
+    """A number as given (TDMPCConfig has checked it); `auto` from the env's episode length as
+    TD-MPC2 does."""
     if discount != "auto":
-        try:
-            value = float(discount)
-        except (TypeError, ValueError):
-            value = float("nan")
-        if not 0 < value <= 1:
-            raise ConfigError(f"agent.discount={discount!r} must be auto or a number in (0, 1]")
-        return value
+        return float(discount)
     if not spec.episode_length:
         raise ConfigError(
             "agent.discount=auto needs a fixed episode length, and this task has none; "
