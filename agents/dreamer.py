@@ -94,7 +94,7 @@ class DreamerAgent:
             prior = self._policy_trajectories(latent, self.planner.cfg.prior_trajectories)
             plan = self.planner.plan(lambda a: self.estimate_value(latent, a), warm, prior, explore)
             return plan.action.cpu().numpy(), (latent, plan.action[None], plan.mean)
-        dist = self.ac.actor(self.world_model.rssm.features(latent))
+        dist = self.ac.actor(self.world_model.features(latent))
         action = dist.clip(dist.sample()) if explore else dist.mode()
         return action[0].cpu().numpy(), (latent, action, None)
 
@@ -105,10 +105,10 @@ class DreamerAgent:
         state = {k: v.expand(count, *v.shape[1:]) for k, v in latent.items()}
         actions = []
         for _ in range(self.planner.cfg.horizon):
-            dist = self.ac.actor(self.world_model.rssm.features(state))
+            dist = self.ac.actor(self.world_model.features(state))
             action = dist.clip(dist.sample())
             actions.append(action)
-            state = self.world_model.rssm.img_step(state, action)
+            state = self.world_model.imagine_step(state, action)
         return torch.stack(actions, 1)
 
     def estimate_value(self, latent: dict[str, Tensor], actions: Tensor) -> Tensor:
@@ -118,8 +118,8 @@ class DreamerAgent:
         ret = torch.zeros(n, device=actions.device)
         weight = torch.ones_like(ret)
         for t in range(actions.shape[1]):
-            state = self.world_model.rssm.img_step(state, actions[:, t])
-            feat = self.world_model.rssm.features(state)
+            state = self.world_model.imagine_step(state, actions[:, t])
+            feat = self.world_model.features(state)
             ret = ret + weight * self.world_model.reward(feat)
             weight = weight * self.ac.discount * self.world_model.cont(feat)
         return ret + weight * self.ac.value(feat)
@@ -151,7 +151,7 @@ class DreamerAgent:
     @torch.no_grad()
     def state_value(self, obs: np.ndarray, act_state: ActState) -> float:
         """The critic's value of the state `act` just filtered in (act_state from that act)."""
-        return float(self.ac.value(self.world_model.rssm.features(act_state[0]))[0])
+        return float(self.ac.value(self.world_model.features(act_state[0]))[0])
 
     @torch.no_grad()
     def open_loop(
@@ -164,12 +164,12 @@ class DreamerAgent:
         post, _ = self.world_model.rssm.observe(
             self.world_model.encode(obs[None]), ep["action"][None].float(), ep["is_first"][None]
         )
-        feat_post = self.world_model.rssm.features(post)[0]
+        feat_post = self.world_model.features(post)[0]
         state = {"deter": post["deter"][0, starts], "stoch": post["stoch"][0, starts]}
         out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": [], "obs_mse": []}
         for k in range(1, horizon + 1):
-            state = self.world_model.rssm.img_step(state, ep["action"][starts + k].float())
-            feat = self.world_model.rssm.features(state)
+            state = self.world_model.imagine_step(state, ep["action"][starts + k].float())
+            feat = self.world_model.features(state)
             out["reward_pred"].append(self.world_model.reward(feat))
             out["latent_mse"].append((feat - feat_post[starts + k]).pow(2).mean(-1))
             target = obs[starts + k]

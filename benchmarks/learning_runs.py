@@ -24,6 +24,17 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# TD-MPC2's 1M model for 100k env steps. Evals plan every step too: 5 episodes every 10k would
+# cost half as many plans as training itself, so 2.
+TDMPC_1M_100K = [
+    "agent=tdmpc",
+    "size=1M",
+    "agent.compile=true",
+    "steps=100000",
+    "eval_every=10000",
+    "eval_episodes=2",
+]
+
 # name -> (tasks, objectives, seeds, overrides shared by its runs)
 EXPERIMENTS: dict[str, tuple[list[str], list[str], list[int], list[str]]] = {
     # Issue 2: Dreamer (size tiny) on DMC state, 100k env steps; train ratio cut to fit a CPU.
@@ -33,20 +44,12 @@ EXPERIMENTS: dict[str, tuple[list[str], list[str], list[int], list[str]]] = {
         [0],
         ["agent=dreamer", "size=tiny", "steps=100000", "train_ratio=32", "eval_every=10000"],
     ),
-    # Issue 3: the planning agent (TD-MPC2 1M) on the same tasks and budget. Evals plan every
-    # step too: 5 episodes every 10k would cost half as many plans as training itself, so 2.
+    # Issue 3: the planning agent (TD-MPC2 1M) on the same tasks and budget.
     "tdmpc_dmc100k": (
         ["dmc/walker-walk", "dmc/cartpole-swingup"],
         ["erm", "sam"],
         [0],
-        [
-            "agent=tdmpc",
-            "size=1M",
-            "agent.compile=true",
-            "steps=100000",
-            "eval_every=10000",
-            "eval_episodes=2",
-        ],
+        TDMPC_1M_100K,
     ),
     # Issue 19: ours beside the official TD-MPC2 at the same budget and evaluation schedule
     # (the official side: benchmarks/official_tdmpc2.py --task cartpole-swingup --steps 30000
@@ -66,19 +69,7 @@ EXPERIMENTS: dict[str, tuple[list[str], list[str], list[int], list[str]]] = {
         ],
     ),
     # Issue 19: our side at TD-MPC2's published budget (its walker-walk mean at 100k: 962).
-    "tdmpc_walker100k": (
-        ["dmc/walker-walk"],
-        ["erm", "sam"],
-        [0],
-        [
-            "agent=tdmpc",
-            "size=1M",
-            "agent.compile=true",
-            "steps=100000",
-            "eval_every=10000",
-            "eval_episodes=2",
-        ],
-    ),
+    "tdmpc_walker100k": (["dmc/walker-walk"], ["erm", "sam"], [0], TDMPC_1M_100K),
     # Issue 19: Dreamer tiny at DreamerV3's paper train ratio 512 (its walker-walk at 100k: 475).
     "dreamer_walker_ratio512": (
         ["dmc/walker-walk"],

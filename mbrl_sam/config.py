@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue
 
 from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive
 from mbrl_sam.evaluation.flatness import MeasureConfig
@@ -109,17 +110,15 @@ Options = TypeVar("Options")
 def parse_options(schema: type[Options], argv: list[str]) -> Options:
     """A script's `key=value` arguments over its options dataclass; an unknown key, a value of
     the wrong type, a missing required one or one out of range raises a one-line ConfigError."""
-    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue
-
-    names = list(OmegaConf.structured(schema).keys())
+    base = OmegaConf.structured(schema)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(argv))
         return OmegaConf.to_object(merged)
     except ConfigError:
         raise
     except ConfigKeyError as err:
         key = err.full_key or str(err).split("'")[1]
-        raise ConfigError(f"{key} is not an option; the options are: {', '.join(names)}") from None
+        raise ConfigError(f"{key} is not an option; the options are: {', '.join(base)}") from None
     except MissingMandatoryValue as err:
         key = err.full_key or str(err).rsplit(": ", 1)[-1]
         raise ConfigError(f"{key}=<value> is required") from None

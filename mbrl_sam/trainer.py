@@ -55,7 +55,7 @@ class Counters:
     def from_state(cls, state: dict[str, Any]) -> Counters:
         """From a checkpoint's dict (older ones wrote last_eval=-1 for none, and more keys)."""
         known = {k: v for k, v in state.items() if k in {f.name for f in fields(cls)}}
-        if known.get("last_eval", 0) is not None and known.get("last_eval", 0) < 0:
+        if (known.get("last_eval") or 0) < 0:
             known["last_eval"] = None
         return cls(**known)
 
