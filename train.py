@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
+import traceback
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mbrl_sam.errors import ConfigError
+from mbrl_sam.errors import ConfigError, RunError
+from mbrl_sam.stop import StopSignal
 
-# Set on SIGTERM. The trainer also polls it every step: the KeyboardInterrupt raised below can be
-# lost when it lands in code that swallows it (a compiled TD-MPC run once trained on after one).
-STOP = threading.Event()
+# Set by SIGTERM and SIGINT. During start-up a signal interrupts at once; while training, the
+# trainer stops at its next safe point (between updates and steps) and writes a checkpoint, so
+# no signal, however many and however timed, can cut an update or a checkpoint write short.
+STOP = StopSignal()
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    STOP.set()
-    raise KeyboardInterrupt
+    STOP.request(signal.Signals(signum).name)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
@@ -33,9 +34,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from mbrl_sam.evaluation.flatness_hook import FlatnessHook
     from mbrl_sam.logger import Logger
     from mbrl_sam.replay import SequenceReplay
+    from mbrl_sam.replay_chunks import ReplayChunks
     from mbrl_sam.runtime import matmul_precision, resolve_device, seed_everything, tune_allocator
     from mbrl_sam.trainer import Trainer
 
+    STOP.training = False
     typed = validate_config(cfg, run_dir)
     tune_allocator()
     device = resolve_device(cfg.device)
@@ -47,14 +50,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     eval_env = make_env(cfg.task, seed=seeds.eval_env(cfg.seed), **env_kwargs)
     spec = env.spec
     agent = make_agent(typed, spec, device)
+    chunks = ReplayChunks(run_dir / "replay")
     replay = SequenceReplay(
-        cfg.replay_capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, seed=cfg.seed
+        cfg.replay_capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, cfg.seed, chunks
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = Logger(run_dir, use_tensorboard=cfg.tensorboard)
     hooks = [FlatnessHook(typed.measure)] if typed.measure.every > 0 else []
     trainer = Trainer(cfg, agent, env, eval_env, replay, logger, run_dir, STOP, hooks)
-    resumed = cfg.resume is not False and trainer.try_resume()
+    resumed = trainer.try_resume()  # validate_config refused resume=false with a checkpoint
     OmegaConf.save(cfg, run_dir / "config.yaml")
     n_params = sum(p.numel() for ps in agent.world_model.param_groups().values() for p in ps)
     print(
@@ -86,28 +90,63 @@ def main(cfg: DictConfig) -> None:
     # trainer writes its checkpoint before exiting. Set here, not in run(), which callers (and
     # tests) may use in a process whose signals are not ours to take.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         run(cfg, run_dir)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        sys.exit(130)  # the trainer has saved a checkpoint and said so
+        if not STOP.training:
+            print("Stopped by a signal during start-up; nothing was trained or saved.")
+        sys.exit(130)  # else the trainer has saved a checkpoint and said so
+    except RunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as err:
+        log = run_dir / "error.log"
+        try:
+            with open(log, "a", encoding="utf-8") as f:
+                traceback.print_exc(file=f)
+            where = f"traceback in {log}"
+        except OSError:
+            traceback.print_exc()
+            where = "traceback above"
+        first = str(err).splitlines()[0] if str(err) else ""
+        print(f"error: {type(err).__name__}: {first} ({where})", file=sys.stderr)
+        sys.exit(1)
 
 
 def check_overrides(argv: list[str]) -> None:
-    """Compose the command line's overrides once before Hydra does, so that a bad key or value
-    ends in one line naming it and what is valid, not Hydra's error page."""
-    from agents.run import load_config, register_schemas
+    """Compose the command line's overrides once before Hydra does and check every value and the
+    run directory, so that a bad key or value ends in one line naming it and what is valid (not
+    Hydra's error page or a traceback), before anything is built or written."""
+    from agents.run import load_config, register_schemas, validate_config
+    from mbrl_sam.runtime import check_run_dir, resolve_device
 
     register_schemas()
     if any(arg.startswith("-") for arg in argv):
         return  # Hydra's own flags (--multirun, --help, --cfg) and sweeps: Hydra reports
     try:
-        load_config([arg for arg in argv if not arg.startswith("hydra.")])
+        cfg = load_config([arg for arg in argv if not arg.startswith("hydra.")])
+        # Before Hydra makes the directory (hydra.run.dir is ${run_dir}): it would fail on it
+        # with a traceback, or make it and leave it empty when a value is refused, or the run
+        # would fail at its first write. run() validates again, for callers that skip this.
+        run_dir = run_dir_of(cfg)
+        check_run_dir(run_dir)
+        validate_config(cfg, Path(run_dir))
+        resolve_device(cfg.device)  # device=cuda where there is none
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def run_dir_of(cfg: DictConfig) -> str:
+    """cfg.run_dir resolved (its default names the current time); ConfigError if it cannot be."""
+    try:
+        return str(cfg.run_dir)
+    except Exception as err:  # an interpolation that does not resolve
+        raise ConfigError(f"run_dir is not valid: {str(err).splitlines()[0]}") from None
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents import AGENTS, make_agent, typed
 from envs import make_env, validate_task
-from mbrl_sam.checkpoint import CHECKPOINT, load_checkpoint
+from mbrl_sam.checkpoint import CHECKPOINT, PREVIOUS, load_latest
 from mbrl_sam.config import RunConfig, config_dir
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.objectives import ObjectiveConfig
@@ -82,15 +82,53 @@ def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
     except Exception as err:  # a missing or mistyped value OmegaConf meets while building
         raise ConfigError(str(err).splitlines()[0]) from None
     validate_task(run.task, run.obs)
+    check_param_groups(run)
     checkpoint = Path(run_dir) / CHECKPOINT
-    if run.resume is True and not checkpoint.exists():
+    has_checkpoint = checkpoint.exists() or (Path(run_dir) / PREVIOUS).exists()
+    if run.resume is True and not has_checkpoint:
         raise ConfigError(f"resume=true but {checkpoint} does not exist; check run_dir={run_dir}")
-    if run.resume is False and checkpoint.exists():
+    if run.resume is False and has_checkpoint:
         raise ConfigError(
             f"run_dir={str(run_dir)!r} already holds a checkpoint and resume=false; "
             "pass resume=auto to continue it or choose another run_dir"
         )
     return run
+
+
+def world_model_groups(run: RunConfig) -> list[str]:
+    """The names of the agent's world-model parameter groups, which objective.perturb and
+    measure.groups choose from. Read off a copy built on the meta device (no memory, no values,
+    no env: the observation and action sizes do not change the names, the config can)."""
+    import torch
+
+    from mbrl_sam.world_models.dreamer import DreamerWorldModel
+    from mbrl_sam.world_models.tdmpc import TDMPCWorldModel
+
+    with torch.device("meta"):
+        if run.agent.name == "dreamer":
+            obs_shape = (3, 64, 64) if run.obs == "pixels" else (1,)
+            model = DreamerWorldModel(obs_shape, 1, run.agent.model)
+        else:
+            model = TDMPCWorldModel(1, 1, run.agent.model)
+    return list(model.param_groups())
+
+
+def check_param_groups(run: RunConfig) -> None:
+    """objective.perturb and measure.groups: `all` or '+'-joined names of the agent's world-model
+    groups. Checked at start-up: measure.groups was otherwise first read at the first
+    measurement, many updates into the run."""
+    specs = {"objective.perturb": run.objective.perturb, "measure.groups": run.measure.groups}
+    if all(spec == "all" for spec in specs.values()):
+        return  # the common case needs no model
+    groups = world_model_groups(run)
+    for key, spec in specs.items():
+        unknown = [name for name in str(spec).split("+") if name not in groups]
+        if spec != "all" and unknown:
+            raise ConfigError(
+                f"{key}={spec!r} is not valid for agent={run.agent.name}: unknown group "
+                f"{', '.join(map(repr, unknown))}; use all or '+'-joined names from: "
+                f"{', '.join(groups)}"
+            )
 
 
 # Keys renamed since runs were saved: old path -> new path.
@@ -115,13 +153,18 @@ def load_saved_run(
 ) -> tuple[Any, Any, Any, dict]:
     """(config, agent with the checkpoint's weights, a fresh env, the checkpoint's state)."""
     for needed in ("config.yaml", CHECKPOINT):
-        if not (run_dir / needed).exists():
+        found = (
+            (run_dir / needed).exists() or needed == CHECKPOINT and (run_dir / PREVIOUS).exists()
+        )
+        if not found:
             raise ConfigError(f"run_dir={str(run_dir)!r} has no {needed}; is it a training run?")
     cfg = saved_config(run_dir / "config.yaml")
     device = resolve_device(device or cfg.device)
     seed_everything(seed)
     env = make_env(cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=seed, render=render)
     agent = make_agent(cfg, env.spec, device)
-    state = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
+    state, note = load_latest(run_dir, map_location=device)
+    if note:
+        print(f"Warning: {note}")
     agent.load_state_dict(state["agent"])
     return cfg, agent, env, state

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from agents.run import load_config  # noqa: E402
 from envs import make_env  # noqa: E402
 from mbrl_sam import seeds  # noqa: E402
-from mbrl_sam.trainer import random_action  # noqa: E402
+from mbrl_sam.environment import random_action  # noqa: E402
 
 
 def random_return(overrides: list[str], seed: int) -> float:

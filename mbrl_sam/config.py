@@ -19,7 +19,7 @@ from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive
 from mbrl_sam.evaluation.flatness import MeasureConfig
 from mbrl_sam.objectives import ObjectiveConfig
 from mbrl_sam.planners import PlannerConfig
-from mbrl_sam.runtime import MATMUL_PRECISIONS
+from mbrl_sam.runtime import MATMUL_PRECISIONS, check_device_name, check_run_dir_name
 
 
 @dataclass
@@ -63,6 +63,9 @@ class RunConfig:
     time_limit_minutes: float | None = None  # stop (evaluate, checkpoint) after this long
     progress: bool = True  # progress bar (redraws rarely when not on a terminal)
     tensorboard: bool = True
+    # Stop (keeping the last checkpoint) after this many world-model steps in a row were
+    # skipped for a non-finite gradient: the run has diverged.
+    max_skipped_updates: int = 100
     measure: MeasureConfig = field(default_factory=MeasureConfig)  # flatness during training
 
     def __post_init__(self) -> None:
@@ -82,21 +85,81 @@ class RunConfig:
         check_int("replay_capacity", self.replay_capacity, self.agent.batch_length)
         check_positive("train_ratio", self.train_ratio)
         check_positive("checkpoint_minutes", self.checkpoint_minutes)
+        check_int("max_skipped_updates", self.max_skipped_updates, 1)
         if self.time_limit_minutes is not None:
             check_positive("time_limit_minutes", self.time_limit_minutes)
         if self.threads is not None:
             check_int("threads", self.threads, 1)
         check_choice("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
+        check_device_name(self.device)
+        check_run_dir_name(self.run_dir)
 
 
-def check_resume_matches(cfg: Any, saved: dict, run_dir: Path) -> None:
-    """Refuse to resume a checkpoint made for another task or agent."""
+# Keys that only steer a run (how long, how often it reports, on what hardware, what it
+# measures on the side): a resumed run may change them. Every other key defines the run.
+STEERING = (
+    "steps",
+    "eval_every",
+    "eval_episodes",
+    "log_every",
+    "checkpoint_minutes",
+    "time_limit_minutes",
+    "max_skipped_updates",
+    "threads",
+    "device",
+    "matmul_precision",
+    "agent.compile",
+    "progress",
+    "tensorboard",
+    "run_dir",
+    "resume",
+    "measure",
+)
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_changes(
+    saved: dict, now: dict
+) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
+    """Keys whose values differ between two resolved configs, as key -> (saved, now): those
+    that define the run, and those that only steer it. Keys one side lacks (added or renamed
+    since) are not compared."""
+    old, new = _flat(saved), _flat(now)
+    defining, steering = {}, {}
+    for key in sorted(old.keys() & new.keys()):
+        if old[key] != new[key]:
+            steers = any(key == s or key.startswith(s + ".") for s in STEERING)
+            (steering if steers else defining)[key] = (old[key], new[key])
+    return defining, steering
+
+
+def check_resume_matches(cfg: Any, saved: dict, run_dir: Path) -> dict[str, tuple[Any, Any]]:
+    """Refuse to resume a checkpoint made with other settings that define a run (agent, task,
+    objective, seed, sizes, ...); return the steering keys that changed."""
     for key, now in (("task", cfg.task), ("agent_name", cfg.agent.name)):
         if saved.get(key) != now:
             raise ConfigError(
                 f"run_dir={str(run_dir)!r} holds a checkpoint for {key}={saved.get(key)!r}, "
                 f"not {now!r}; use another run_dir or the same {key}"
             )
+    if "config" not in saved:  # written before checkpoints kept their config
+        return {}
+    defining, steering = config_changes(saved["config"], OmegaConf.to_container(cfg, resolve=True))
+    if defining:
+        listed = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in defining.items())
+        raise ConfigError(
+            f"run_dir={str(run_dir)!r} holds a run with other settings, which must match to "
+            f"resume it: {listed}. Use another run_dir, or the saved values"
+        )
+    return steering
 
 
 def config_dir() -> Path:

@@ -73,8 +73,11 @@ class TwoHot(nn.Module):
         for y, w in ((target, 1.0), (target2, weight2)):
             if y is None:
                 continue
-            below, above, w_hi = self._neighbours(y)
-            picked = torch.gather(logits, -1, torch.stack([below, above], -1))
+            below, _, w_hi = self._neighbours(y)
+            # A NaN target (a diverging run) has no bin: clamped indices keep the gather valid
+            # and its NaN weight makes the loss NaN, so the optimizer skips the step.
+            below = below.clamp(0, self.num_bins - 2)
+            picked = torch.gather(logits, -1, torch.stack([below, below + 1], -1))
             loss = loss - w * (picked[..., 0] * (1 - w_hi) + picked[..., 1] * w_hi)
         return loss
 

@@ -1,4 +1,5 @@
-"""What the library needs from an environment: the `Env` and `EnvSpec` protocols.
+"""What the library needs from an environment: the `Env` and `EnvSpec` protocols (and a
+uniform random action in their format).
 
 The suite adapters in `envs/` satisfy them structurally, so the library never imports `envs/`
 (the layering is checked by tests/test_layering.py).
@@ -44,3 +45,12 @@ class Env(Protocol):
     def close(self) -> None:
         """Free the simulator and any rendering context; safe to call twice."""
         ...
+
+
+def random_action(spec: EnvSpec, rng: np.random.Generator) -> np.ndarray:
+    """A uniform random action in the agent's action format (one-hot when discrete)."""
+    if spec.discrete:
+        action = np.zeros(spec.action_dim, np.float32)
+        action[rng.integers(spec.action_dim)] = 1.0
+        return action
+    return rng.uniform(-1, 1, spec.action_dim).astype(np.float32)

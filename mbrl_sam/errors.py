@@ -32,3 +32,8 @@ def check_range(name: str, value: object, low: float, high: float, high_open: bo
         raise ConfigError(
             f"{name}={value!r} is not valid; it must be a number in [{low}, {high}{bracket}"
         )
+
+
+class RunError(RuntimeError):
+    """A run cannot go on (disk full, diverged, corrupt files); the message says why and what
+    was kept."""

@@ -7,6 +7,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -46,14 +47,21 @@ class Logger:
     def __init__(self, run_dir: str | os.PathLike, use_tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl, self._writer = self._open(use_tensorboard)
+        self.tensorboard = use_tensorboard
+        # Opened at the first record, so a start that logs nothing leaves no empty event file.
+        self._jsonl: TextIO | None = None
+        self._writer: SummaryWriter | None = None
+        self._purge_step: int | None = None
+        self._closed = False
 
-    def _open(self, tensorboard: bool, purge_step: int | None = None) -> tuple:
-        """The jsonl file and TensorBoard writer; purge_step drops older events from there on."""
+    def _open(self) -> None:
+        """The jsonl file and TensorBoard writer; a rewind's purge step drops the events that
+        older files hold from there on."""
         # Append so a resumed run keeps its history; line buffering hands each record to the OS.
-        jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-        tb = str(self.run_dir / "tb")
-        return jsonl, SummaryWriter(log_dir=tb, purge_step=purge_step) if tensorboard else None
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        if self.tensorboard:
+            tb = str(self.run_dir / "tb")
+            self._writer = SummaryWriter(log_dir=tb, purge_step=self._purge_step)
 
     def log(
         self,
@@ -62,8 +70,10 @@ class Logger:
         prefix: str = "",
     ) -> None:
         """Write one JSON line and one TensorBoard scalar per metric, named `prefix/key`."""
-        if self._jsonl.closed:
+        if self._closed:
             raise RuntimeError("Logger.log called after close()")
+        if self._jsonl is None:
+            self._open()
         step = int(step)
         record: dict[str, float | int | None] = {"step": step, "time": time.time()}
         for key, value in metrics.items():
@@ -87,7 +97,7 @@ class Logger:
     def rewind(self, step: int) -> None:
         """Forget everything logged after `step`: a run resumed from a checkpoint at `step`
         redoes that stretch, and its curves must not hold the lost attempt twice."""
-        self._jsonl.close()
+        self._close_files()
         for path in sorted(self.run_dir.glob("*.jsonl")):
             lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
             kept = [line for line in lines if _step_of(line) <= step]
@@ -95,25 +105,27 @@ class Logger:
                 tmp = path.with_suffix(".jsonl.tmp")
                 tmp.write_text("".join(kept), encoding="utf-8")
                 os.replace(tmp, path)
-        tensorboard = self._writer is not None
-        if tensorboard:
+        self._purge_step = step + 1
+
+    def _close_files(self) -> None:
+        if self._writer is not None:
             self._writer.close()
-        self._jsonl, self._writer = self._open(tensorboard, purge_step=step + 1)
+            self._writer = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
 
     def flush(self) -> None:
         """Push pending TensorBoard events and JSON lines to disk."""
-        if not self._jsonl.closed:
+        if self._jsonl is not None:
             self._jsonl.flush()
         if self._writer is not None:
             self._writer.flush()
 
     def close(self) -> None:
         """Flush and close both outputs; further calls are no-ops."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if not self._jsonl.closed:
-            self._jsonl.close()
+        self._close_files()
+        self._closed = True
 
     def __enter__(self) -> Logger:
         """Return self so the logger can be used in a `with` block."""

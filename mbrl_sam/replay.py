@@ -1,4 +1,5 @@
-"""A ring-buffer replay of one stream of env steps, sampled as fixed-length sequences."""
+"""A ring-buffer replay of one stream of env steps, sampled as fixed-length sequences, kept on
+disk as append-only chunk files when given a `ReplayChunks` (so checkpoints need not hold it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import copy
 
 import numpy as np
 import torch
+
+from mbrl_sam.replay_chunks import ReplayChunks
 
 _KEYS = ("obs", "action", "reward", "is_first", "is_terminal")
 
@@ -20,7 +23,11 @@ class SequenceReplay:
         obs_dtype: np.dtype,
         action_dim: int,
         seed: int = 0,
+        chunks: ReplayChunks | None = None,
+        chunk_size: int = 1024,
     ) -> None:
+        """With `chunks`, every `chunk_size` added records (and what is pending at each
+        `state_dict()`) are written to disk, and `load_state_dict` reads them back."""
         if int(capacity) <= 0:
             raise ValueError(f"replay capacity must be > 0, got {capacity}")
         if int(action_dim) <= 0:
@@ -41,6 +48,10 @@ class SequenceReplay:
         self._size = 0
         self._total = 0
         self._rng = np.random.Generator(np.random.PCG64(seed))
+        self.chunks = chunks
+        self.chunk_size = min(int(chunk_size), self.capacity)
+        self._flushed = 0  # records written to chunk files
+        self._saved = 0  # records covered by the last state_dict()
 
     def add(
         self,
@@ -69,6 +80,14 @@ class SequenceReplay:
         self._pos = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
         self._total += 1
+        if self.chunks is not None and self._total - self._flushed >= self.chunk_size:
+            self._write_chunk()
+
+    def _write_chunk(self) -> None:
+        """Write the records added since the last chunk as a new chunk file."""
+        idx = np.arange(self._flushed, self._total) % self.capacity
+        self.chunks.write(self._flushed, {key: self._data[key][idx] for key in _KEYS})
+        self._flushed = self._total
 
     def __len__(self) -> int:
         """Number of steps currently stored (at most `capacity`)."""
@@ -102,12 +121,10 @@ class SequenceReplay:
         return {key: torch.from_numpy(self._data[key][idx]) for key in _KEYS}
 
     def state_dict(self) -> dict:
-        """Filled part of the buffer, write position, counts and RNG state.
-
-        The arrays are views of the live buffer (as torch's state_dict shares parameter
-        storage), so save them before adding more steps.
-        """
-        return {
+        """Write position, counts and RNG state, and the records themselves: without chunk
+        files, the filled part of the buffer (views of it: save them before adding more);
+        with them, pending records go to a chunk and the state holds only their count."""
+        state = {
             "capacity": self.capacity,
             "obs_shape": self.obs_shape,
             "obs_dtype": self.obs_dtype.str,
@@ -116,8 +133,17 @@ class SequenceReplay:
             "size": self._size,
             "total": self._total,
             "rng": copy.deepcopy(self._rng.bit_generator.state),
-            "data": {key: self._data[key][: self._size] for key in _KEYS},
         }
+        if self.chunks is None:
+            state["data"] = {key: self._data[key][: self._size] for key in _KEYS}
+            return state
+        if self._total > self._flushed:
+            self._write_chunk()
+        # Chunks evicted before the previous save: that checkpoint (kept as a fallback until
+        # this one is verified) may still need the rest.
+        self.chunks.drop_before(self._saved - self.capacity)
+        self._saved = self._total
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore contents, position, counts and RNG state saved by `state_dict`."""
@@ -133,13 +159,40 @@ class SequenceReplay:
                 "replay state does not match this buffer: saved (capacity, obs_shape, "
                 f"obs_dtype, action_dim)={saved}, this buffer has {mine}"
             )
-        size = int(state["size"])
-        for key in _KEYS:
-            values = np.asarray(state["data"][key])
-            if len(values) != size:
-                raise ValueError(f"replay state '{key}' has {len(values)} steps, expected {size}")
-            self._data[key][:size] = values
+        size, total = int(state["size"]), int(state["total"])
+        if "data" in state:
+            for key in _KEYS:
+                values = np.asarray(state["data"][key])
+                if len(values) != size:
+                    raise ValueError(
+                        f"replay state '{key}' has {len(values)} steps, expected {size}"
+                    )
+                self._data[key][:size] = values
+        elif self.chunks is None:
+            raise ValueError("replay state holds no records and this buffer has no chunk files")
+        else:
+            # Chunks past the checkpoint were written by the run that died after it.
+            self.chunks.drop_after(total)
+            for first, arrays in self.chunks.read(total - size, total):
+                idx = np.arange(first, first + len(arrays["reward"])) % self.capacity
+                for key in _KEYS:
+                    self._data[key][idx] = arrays[key]
         self._pos = int(state["pos"])
         self._size = size
-        self._total = int(state["total"])
+        self._total = total
+        self._flushed = self._saved = total
         self._rng.bit_generator.state = copy.deepcopy(state["rng"])
+        if "data" in state and self.chunks is not None:
+            # A checkpoint from before chunk files: its records become the first chunk.
+            self.chunks.drop_after(total - size)
+            self._flushed = total - size
+            self._write_chunk()
+
+    def current_episode(self) -> dict[str, np.ndarray] | None:
+        """The stored records of the episode in progress (from its is_first record on), or
+        None when its start has been overwritten."""
+        for back in range(1, self._size + 1):
+            if self._data["is_first"][(self._pos - back) % self.capacity]:
+                idx = np.arange(self._total - back, self._total) % self.capacity
+                return {key: self._data[key][idx] for key in _KEYS}
+        return None

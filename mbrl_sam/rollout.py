@@ -72,3 +72,27 @@ class Rollout:
         return Transition(
             obs, self.act_state, action, float(reward), next_obs, terminated, truncated
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The episode in progress apart from the env: the agent's carried state and tallies."""
+        return {
+            "act_state": self.act_state,
+            "is_first": self.is_first,
+            "ret": self.ret,
+            "length": self.length,
+        }
+
+    def restore(self, seed: int, actions: np.ndarray, obs: np.ndarray, state: dict) -> bool:
+        """Bring back an episode in progress: reset with its `seed` and replay its `actions`,
+        which must lead to `obs`; then take the carried `state`. False, with nothing restored,
+        when the env ends elsewhere (it is not deterministic given seed and actions)."""
+        current = self.env.reset(seed=seed)
+        for action in actions:
+            current, _, terminated, truncated = self.env.step(action)
+            if terminated or truncated:
+                return False
+        if not np.array_equal(current, obs):
+            return False
+        self.obs, self.act_state = current, state["act_state"]
+        self.is_first, self.ret, self.length = state["is_first"], state["ret"], state["length"]
+        return True

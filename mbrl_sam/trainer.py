@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -12,33 +12,27 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from mbrl_sam import seeds
 from mbrl_sam.agent import Agent
 from mbrl_sam.checkpoint import (
     CHECKPOINT,
-    load_checkpoint,
+    all_finite,
+    isolated_rng,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from mbrl_sam.config import check_resume_matches
-from mbrl_sam.environment import Env, EnvSpec
-from mbrl_sam.errors import ConfigError
+from mbrl_sam.environment import Env, random_action
+from mbrl_sam.errors import ConfigError, RunError
 from mbrl_sam.evaluation.episodes import run_episodes
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
+from mbrl_sam.resume import move_aside_outputs, resumable_state
 from mbrl_sam.rollout import Rollout
-
-
-def random_action(spec: EnvSpec, rng: np.random.Generator) -> np.ndarray:
-    """A uniform random action in the agent's action format (one-hot when discrete)."""
-    if spec.discrete:
-        action = np.zeros(spec.action_dim, np.float32)
-        action[rng.integers(spec.action_dim)] = 1.0
-        return action
-    return rng.uniform(-1, 1, spec.action_dim).astype(np.float32)
+from mbrl_sam.stop import StopSignal
 
 
 @dataclass
@@ -50,6 +44,8 @@ class Counters:
     episodes: int = 0
     last_eval: int | None = None  # env steps at the last evaluation; None: none yet
     train_seconds: float = 0.0  # wall-clock seconds in run() over all resumes: the run's cost
+    skipped_in_a_row: int = 0  # world-model steps skipped for a non-finite gradient, in a row
+    step_pending: bool = False  # stopped inside a step's updates: a resume finishes them first
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Counters:
@@ -91,11 +87,11 @@ class Trainer:
         replay: SequenceReplay,
         logger: Logger,
         run_dir: Path,
-        stop: threading.Event | None = None,
+        stop: StopSignal | None = None,
         hooks: Sequence[TrainerHook] = (),
     ) -> None:
-        """`stop`, once set, makes run() save a checkpoint and raise KeyboardInterrupt; each
-        hook runs after every step."""
+        """`stop`, once set, makes run() save a checkpoint at its next safe point and raise
+        KeyboardInterrupt; each hook runs after every step."""
         self.cfg, self.agent, self.env, self.eval_env = cfg, agent, env, eval_env
         self.rollout = Rollout(agent, env, explore=True)
         self.stop = stop
@@ -107,6 +103,9 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.last_return = float("nan")
         self.last_eval_return = float("nan")
+        self.skipped_total = 0
+        self._episode: dict[str, Any] | None = None  # a checkpoint's episode in progress
+        self._window: dict[str, list[float]] = defaultdict(list)
 
     @property
     def env_steps(self) -> int:
@@ -144,22 +143,24 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs."""
+        """Everything a resumed run needs; the replay's records live in its chunk files."""
         return {
             "agent": self.agent.state_dict(),
             "replay": self.replay.state_dict(),
             "counters": asdict(replace(self.counters, train_seconds=3600 * self.train_hours())),
             "rng": rng_state(),
             "loop_rng": self.rng.bit_generator.state,
+            "episode": self.rollout.state_dict(),
             "task": self.cfg.task,
             "agent_name": self.cfg.agent.name,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
             **{hook.name: hook.state_dict() for hook in self.hooks},
             # So a resumed (or already finished) run shows and returns them before its next eval.
             "last_returns": {"episode": self.last_return, "eval": self.last_eval_return},
         }
 
     def save(self) -> None:
-        """Write the checkpoint atomically."""
+        """Write the checkpoint (atomic, checksummed, the previous one kept)."""
         save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict())
 
     def load(self, state: dict[str, Any]) -> None:
@@ -169,6 +170,7 @@ class Trainer:
         self.counters = Counters.from_state(state["counters"])
         set_rng_state(state["rng"])
         self.rng.bit_generator.state = state["loop_rng"]
+        self._episode = state.get("episode")
         for hook in self.hooks:
             if hook.name in state:
                 hook.load_state_dict(state[hook.name])
@@ -177,26 +179,41 @@ class Trainer:
         self.last_eval_return = last.get("eval", float("nan"))
 
     def try_resume(self) -> bool:
-        """Load run_dir's checkpoint if there is one; True when resumed."""
-        path = self.run_dir / CHECKPOINT
-        if not path.exists():
+        """Load run_dir's checkpoint if there is one; True when resumed. A fresh start moves
+        what an earlier start left in run_dir aside, so no step is logged twice."""
+        state, steering = resumable_state(self.run_dir, self.cfg)
+        if state is None:
+            aside = move_aside_outputs(self.run_dir)
+            if aside is not None:
+                print(
+                    f"No checkpoint in {self.run_dir}: an earlier start's outputs moved to {aside}."
+                )
             return False
-        state = load_checkpoint(path, map_location="cpu")
-        check_resume_matches(self.cfg, state, self.run_dir)
         try:
             self.load(state)
         except (KeyError, ValueError, RuntimeError) as err:
             raise ConfigError(
-                f"{path} does not fit this config (was it written with another size, obs or "
-                f"agent?): {str(err).splitlines()[0]}"
+                f"the checkpoint in {self.run_dir} does not fit this config (was it written "
+                f"with another size, obs or agent?): {str(err).splitlines()[0]}"
             ) from None
         self.logger.rewind(self.env_steps)
+        if steering:
+            listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in steering.items())
+            print(f"Resuming with changed settings: {listed}")
+            changed = {k: {"saved": a, "now": b} for k, (a, b) in steering.items()}
+            self.logger.record("resumes.jsonl", {"step": self.env_steps, "changed": changed})
         return True
 
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, float]:
         """Train until cfg.steps env steps; returns the final evaluation."""
+        with self.stop.deferred() if self.stop is not None else contextlib.nullcontext():
+            if self.stop is not None:
+                self.stop.training = True  # a stop from here on is the trainer's to report
+            return self._run()
+
+    def _run(self) -> dict[str, float]:
         cfg = self.cfg
         total_agent_steps = cfg.steps // self.repeat
         bar = tqdm(
@@ -208,17 +225,19 @@ class Trainer:
             mininterval=0.5 if sys.stderr.isatty() else 60.0,
             dynamic_ncols=True,
         )
-        window: dict[str, list[float]] = defaultdict(list)
-        self._reset_episode()
-        last_save, last_log = time.monotonic(), self.env_steps
+        if not self._restore_episode():
+            self._reset_episode()
+        last_save = time.monotonic()
         start_time, start_steps = time.monotonic(), self.env_steps
         self._clock = (start_time, float(self.counters.train_seconds))
+        self._fps = (start_time, start_steps)
         try:
+            if self.counters.step_pending:  # stopped inside the updates of the last step
+                self._finish_step()
             limit = self.cfg.time_limit_minutes
             deadline = None if limit is None else start_time + 60 * float(limit)
             while self.counters.agent_steps < total_agent_steps:
-                if self.stop is not None and self.stop.is_set():
-                    raise KeyboardInterrupt
+                self._check_stop()
                 if deadline is not None and time.monotonic() >= deadline:
                     print(f"\nTime limit of {limit} minutes reached at {self.env_steps} env steps.")
                     break
@@ -226,14 +245,11 @@ class Trainer:
                 if self._eval_due():
                     self.evaluate()
                 self._collect()
-                self._train(window)
-                if self.env_steps - last_log >= cfg.log_every:
-                    elapsed = max(time.monotonic() - start_time, 1e-9)
-                    self._log_window(window, (self.env_steps - start_steps) / elapsed)
-                    last_log = self.env_steps
-                for hook in self.hooks:
-                    hook.after_step(self)
-                if time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes:
+                self.counters.step_pending = True
+                self._finish_step()
+                # Not inside a streak of skipped steps: the checkpoint kept is one from before.
+                due = time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes
+                if due and self.counters.skipped_in_a_row == 0:
                     self.save()
                     last_save = time.monotonic()
                 bar.update(self.repeat)
@@ -242,20 +258,51 @@ class Trainer:
                         ret=f"{self.last_return:.1f}",
                         eval=f"{self.last_eval_return:.1f}",
                         upd=self.counters.updates,
+                        skip=self.skipped_total,
                         refresh=False,
                     )
+            if self.counters.last_eval != self.env_steps:
+                self.evaluate()
+            self.save()
         except KeyboardInterrupt:
             bar.close()
             self.save()
             self.logger.close()
             print(f"\nInterrupted: checkpoint saved in {self.run_dir}; rerun to resume.")
             raise
+        except RunError:
+            bar.close()
+            self.logger.close()
+            raise
+        except Exception:
+            bar.close()
+            if all_finite(self.agent.state_dict()):
+                self.save()
+                print(f"\nEmergency checkpoint saved in {self.run_dir}.", flush=True)
+            self.logger.close()
+            raise
         bar.close()
-        if self.counters.last_eval != self.env_steps:
-            self.evaluate()
-        self.save()
         self.logger.close()
         return {"eval_return": self.last_eval_return}
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise KeyboardInterrupt
+
+    def _finish_step(self) -> None:
+        """The rest of a step after collecting: its updates, logs and hooks."""
+        self._train()
+        if (
+            self.env_steps // self.cfg.log_every
+            > (self.env_steps - self.repeat) // self.cfg.log_every
+        ):
+            elapsed = max(time.monotonic() - self._fps[0], 1e-9)
+            self._log_window((self.env_steps - self._fps[1]) / elapsed)
+        seed = seeds.MEASURE_IN_TRAINING + self.env_steps
+        for hook in self.hooks:
+            with isolated_rng(seed):  # measurements never shift the training run's draws
+                hook.after_step(self)
+        self.counters.step_pending = False
 
     def _collect(self) -> None:
         """One agent step in the environment, stored in replay; a new episode when it ends."""
@@ -271,20 +318,49 @@ class Trainer:
         self.logger.log(self.env_steps, result, "episode")
         self._reset_episode()
 
-    def _train(self, window: dict[str, list[float]]) -> None:
-        """Run the updates the train ratio asks for, collecting their metrics in `window`."""
+    def _train(self) -> None:
+        """Run the updates the train ratio asks for; a stop request is honoured between them."""
         a = self.cfg.agent
         while self.counters.updates < self.updates_due():
+            self._check_stop()
             batch = self.replay.sample(a.batch_size, a.batch_length)
             metrics = self.agent.update(batch, self.counters.updates)
             self.counters.updates += 1
             for k, v in metrics.items():
-                window[k].append(v)
+                self._window[k].append(v)
+            self._watch_divergence(metrics)
+
+    def _watch_divergence(self, metrics: dict[str, float]) -> None:
+        skipped = metrics.get("model/skipped_step", 0.0) > 0
+        self.skipped_total += int(skipped)
+        self.counters.skipped_in_a_row = self.counters.skipped_in_a_row + 1 if skipped else 0
+        if self.counters.skipped_in_a_row >= self.cfg.max_skipped_updates:
+            loss = metrics.get("model/loss", float("nan"))
+            kept = "is kept" if (self.run_dir / CHECKPOINT).exists() else "was never written"
+            raise RunError(
+                f"training diverged: {self.counters.skipped_in_a_row} world-model steps in a "
+                f"row had a non-finite gradient (last loss {loss:.3g}) at env step "
+                f"{self.env_steps}; the last checkpoint in {self.run_dir} {kept}. Lower the "
+                "learning rate or raise max_skipped_updates"
+            )
 
     def _reset_episode(self) -> None:
         seed = seeds.training_episode(int(self.cfg.seed), self.counters.episodes)
         obs = self.rollout.reset(seed)
         self.replay.add(obs, np.zeros(self.env.spec.action_dim, np.float32), 0.0, True, False)
+
+    def _restore_episode(self) -> bool:
+        """Continue a checkpoint's episode in progress where it stopped; False when there is
+        none, or when the env cannot be brought back (then a new episode starts)."""
+        saved, self._episode = self._episode, None
+        records = self.replay.current_episode() if saved is not None else None
+        if records is None:
+            return False
+        seed = seeds.training_episode(int(self.cfg.seed), self.counters.episodes)
+        if self.rollout.restore(seed, records["action"][1:], records["obs"][-1], saved):
+            return True
+        print("Note: the env did not replay the episode in progress exactly; a new one starts.")
+        return False
 
     def _eval_due(self) -> bool:
         every = self.cfg.eval_every
@@ -293,17 +369,21 @@ class Trainer:
             return True  # evaluate once before learning, so curves start at the untrained agent
         return every > 0 and self.env_steps // every > (last or 0) // every
 
-    def _log_window(self, window: dict[str, list[float]], fps: float) -> None:
-        metrics = {k: float(np.mean(v)) for k, v in window.items()}
+    def _log_window(self, fps: float) -> None:
+        metrics = {k: float(np.mean(v)) for k, v in self._window.items()}
         metrics.update(fps=fps, updates=self.counters.updates, replay_size=len(self.replay))
         metrics["hours"] = self.train_hours()
         self.logger.log(self.env_steps, metrics, "train")
-        window.clear()
+        self._window.clear()
 
     def evaluate(self) -> dict[str, float]:
-        """Run cfg.eval_episodes greedy episodes on the eval env and log their returns."""
+        """Run cfg.eval_episodes greedy episodes on the eval env and log their returns.
+
+        Evaluation draws from its own seeded generators, so when and how often a run evaluates
+        never changes its training; a stop request abandons it (a resume redoes it)."""
         seed = seeds.training_evaluation(int(self.cfg.seed))
-        episodes = run_episodes(self.agent, self.eval_env, self.cfg.eval_episodes, seed)
+        with self._abandonable(), isolated_rng(seed + self.env_steps):
+            episodes = run_episodes(self.agent, self.eval_env, self.cfg.eval_episodes, seed)
         returns = [e["return"] for e in episodes]
         result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns))}
         self.logger.log(self.env_steps, result, "eval")
@@ -313,3 +393,6 @@ class Trainer:
         self.counters.last_eval = self.env_steps
         self.last_eval_return = result["return"]
         return {"eval_return": result["return"]}
+
+    def _abandonable(self) -> contextlib.AbstractContextManager:
+        return self.stop.abandonable() if self.stop is not None else contextlib.nullcontext()

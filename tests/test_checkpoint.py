@@ -1,13 +1,25 @@
 """Tests for atomic checkpoint files and RNG state capture/restore."""
 
+import errno
 import random
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from mbrl_sam.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from mbrl_sam.errors import ConfigError
+from mbrl_sam.checkpoint import (
+    CHECKPOINT,
+    all_finite,
+    isolated_rng,
+    load_checkpoint,
+    load_latest,
+    remove_stale_temp,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from mbrl_sam.errors import ConfigError, RunError
 
 
 class _Unpicklable:
@@ -32,7 +44,7 @@ def test_round_trip(tmp_path):
     assert torch.equal(loaded["model"]["w"], state["model"]["w"])
     np.testing.assert_array_equal(loaded["array"], state["array"])
     assert loaded["step"] == 3 and loaded["nested"] == state["nested"]
-    assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt", "ckpt.sha256"]
 
 
 def test_overwrite_replaces_whole_file(tmp_path):
@@ -40,7 +52,9 @@ def test_overwrite_replaces_whole_file(tmp_path):
     save_checkpoint(path, _state(1.0))
     save_checkpoint(path, _state(2.0))
     assert load_checkpoint(path)["step"] == 2
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    assert load_checkpoint(tmp_path / "ckpt.prev.pt")["step"] == 1
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["ckpt.prev.pt", "ckpt.prev.sha256", "ckpt.pt", "ckpt.sha256"]
 
 
 def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path):
@@ -53,7 +67,7 @@ def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path):
         save_checkpoint(path, bad)
     assert path.read_bytes() == before
     assert load_checkpoint(path)["step"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.sha256"]
 
 
 def test_truncated_file_raises_config_error(tmp_path):
@@ -93,3 +107,114 @@ def test_rng_state_reproduces_draws(tmp_path):
     save_checkpoint(tmp_path / "rng.pt", {"rng": state})
     set_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
     assert _draws() == expected
+
+
+def _flip(path, at: int, n: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    data[at : at + n] = bytes(b ^ 0xFF for b in data[at : at + n])
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_inside_a_tensor_are_caught_by_the_checksum(tmp_path):
+    path = tmp_path / CHECKPOINT
+    save_checkpoint(path, _state(1.0))
+    # Deep inside the 64x64 weight's bytes: torch.load alone reads them without complaint.
+    _flip(path, len(path.read_bytes()) // 2)
+    with pytest.raises(ConfigError, match="SHA-256 does not match"):
+        load_checkpoint(path)
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    path = tmp_path / CHECKPOINT
+    save_checkpoint(path, _state(1.0))
+    save_checkpoint(path, _state(2.0))
+    state, note = load_latest(tmp_path)
+    assert state["step"] == 2 and note == ""
+    _flip(path, 100)
+    state, note = load_latest(tmp_path)
+    assert state["step"] == 1 and "SHA-256" in note and "checkpoint.prev.pt" in note
+    _flip(tmp_path / "checkpoint.prev.pt", 100)
+    with pytest.raises(ConfigError, match="checkpoint.prev.pt"):
+        load_latest(tmp_path)
+
+
+def test_a_write_cut_short_between_its_renames_leaves_the_previous_loadable(tmp_path, monkeypatch):
+    path = tmp_path / CHECKPOINT
+    save_checkpoint(path, _state(1.0))
+    real_replace = __import__("os").replace
+
+    def die_before_the_final_rename(src, dst):
+        if str(dst) == str(path):
+            raise KeyboardInterrupt  # as a kill between the two renames
+        real_replace(src, dst)
+
+    monkeypatch.setattr("mbrl_sam.checkpoint.os.replace", die_before_the_final_rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, _state(2.0))
+    monkeypatch.undo()
+    assert not path.exists()
+    state, note = load_latest(tmp_path)
+    assert state["step"] == 1 and "missing" in note
+    save_checkpoint(path, _state(3.0))  # the next save goes on from there
+    assert load_latest(tmp_path)[0]["step"] == 3
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    for name in (".checkpoint.pt.abc123.tmp", ".checkpoint.sha256.tmp", "metrics.jsonl.tmp"):
+        (tmp_path / name).write_bytes(b"x" * 100)
+    (tmp_path / "keep.txt").write_text("mine")
+    assert len(remove_stale_temp(tmp_path)) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def _small_tmpfs(where) -> bool:
+    where.mkdir()
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    disk = tmp_path / "disk"
+    mounted = _small_tmpfs(disk)
+    try:
+        path = disk / CHECKPOINT
+        save_checkpoint(path, _state(1.0))  # ~20 kB
+        big = {"w": torch.zeros(200_000)}  # 800 kB: more than the 256 kB disk
+        if not mounted:  # no permission to mount: the same error from a patched write
+            real_save = torch.save
+
+            def full(obj, f):
+                real_save(obj, f)
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr("mbrl_sam.checkpoint.torch.save", full)
+        with pytest.raises(RunError, match="no space left on device") as err:
+            save_checkpoint(path, big)
+        assert str(path) in str(err.value)
+        assert load_checkpoint(path)["step"] == 1
+        assert not list(disk.glob(".*.tmp"))
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_isolated_rng_gives_seeded_draws_and_puts_every_generator_back():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    expected = _draws()
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    with isolated_rng(5):
+        inside = _draws()
+    with isolated_rng(5):
+        assert _draws() == inside
+    assert _draws() == expected
+
+
+def test_all_finite_looks_into_nested_states():
+    ok = {"a": torch.ones(3), "b": [torch.zeros(2), {"c": torch.arange(3)}], "n": 1.0}
+    assert all_finite(ok)
+    ok["b"][1]["d"] = torch.tensor([1.0, float("nan")])
+    assert not all_finite(ok)

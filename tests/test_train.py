@@ -135,8 +135,8 @@ def assert_same_state(a: dict, b: dict) -> None:
     assert a["counters"] == b["counters"]
     np.testing.assert_equal(a["last_returns"], b["last_returns"])  # NaN before any episode ends
     assert a["replay"]["total"] == b["replay"]["total"]
-    for key, value in a["replay"]["data"].items():
-        np.testing.assert_array_equal(value, b["replay"]["data"][key])
+    for key, value in a["replay_data"].items():
+        np.testing.assert_array_equal(value, b["replay_data"][key])
     # Weights, optimizer moments and step counts, Q scale: everything the agent saves.
     assert_same_tree(a["agent"], b["agent"], "agent")
 
@@ -156,13 +156,17 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, agent_args):
     original_save = trainer_module.Trainer.save
     original_resume = trainer_module.Trainer.try_resume
 
+    def buffer(replay):
+        return {key: array[: len(replay)].copy() for key, array in replay._data.items()}
+
     def save_and_capture(self):
         original_save(self)
         saved["state"] = torch.load(self.run_dir / CHECKPOINT, weights_only=False)
+        saved["state"]["replay_data"] = buffer(self.replay)
 
     def resume_and_capture(self):
         resumed = original_resume(self)
-        loaded["state"] = copy.deepcopy(self.state_dict())
+        loaded["state"] = {**copy.deepcopy(self.state_dict()), "replay_data": buffer(self.replay)}
         return resumed
 
     monkeypatch.setattr(trainer_module.Trainer, "save", save_and_capture)
@@ -259,8 +263,8 @@ def test_a_stop_request_whose_interrupt_was_lost_still_stops_with_a_checkpoint(
     # As if SIGTERM set train.STOP but its KeyboardInterrupt was swallowed mid-update.
     original_train = trainer_module.Trainer._train
 
-    def train_then_request_stop(self, window):
-        original_train(self, window)
+    def train_then_request_stop(self):
+        original_train(self)
         if self.counters.updates >= 3:
             train.STOP.set()
 

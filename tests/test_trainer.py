@@ -1,5 +1,8 @@
 """The training loop's schedule: the seed phase and its catch-up burst of updates."""
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,8 @@ import train
 from agents import make_agent
 from agents.run import load_config
 from envs import make_env
+from mbrl_sam.checkpoint import all_finite, load_checkpoint
+from mbrl_sam.errors import RunError
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
 from mbrl_sam.trainer import Counters, Trainer
@@ -72,3 +77,111 @@ def test_counters_read_checkpoints_written_before_they_were_a_dataclass():
     counters = Counters.from_state({**old, "train_seconds": 4.5})
     assert counters == Counters(7, 3, 1, None, 4.5)
     assert Counters.from_state({**old, "last_eval": 200}).last_eval == 200
+
+
+# -- durable runs: exact resume, divergence, faults -------------------------------------------
+
+EXACT = {
+    # Pendulum episodes are 200 steps: the cut at 300 lands inside the second one.
+    "gym": [*TDMPC_FAST, "task=gym/Pendulum-v1", "planner=none", "prefill=100"]
+    + ["train_ratio=16", "eval_episodes=1"],
+    # DMC: 1000 env steps per episode (500 agent steps at action repeat 2).
+    "dmc": ["agent=dreamer", "size=tiny", "task=dmc/cartpole-swingup", "prefill=100"]
+    + ["agent.batch_size=4", "agent.batch_length=16", "train_ratio=16"]
+    + ["agent.behavior.horizon=5", "eval_episodes=1"],
+}
+
+
+def _weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["agent"]
+
+
+def _assert_equal_trees(a, b, path="") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_equal_trees(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list | tuple):
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal_trees(x, y, f"{path}/{i}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("suite", ["gym", "dmc"])
+def test_a_stopped_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, suite):
+    args = [*EXACT[suite], "objective=erm", "progress=false", "seed=3"]
+    straight = tmp_path / "straight"
+    train.run(load_config([*args, "steps=600", "eval_every=200", f"run_dir={straight}"]), straight)
+    # The other run checkpoints after every step and evaluates on another cadence (neither may
+    # change training), stops in the middle of an episode and is resumed.
+    cut = tmp_path / "cut"
+    steer = ["checkpoint_minutes=1e-6", "eval_every=150", f"run_dir={cut}"]
+    train.run(load_config([*args, "steps=300", *steer]), cut)
+    train.run(load_config([*args, "steps=600", *steer]), cut)
+    _assert_equal_trees(_weights(straight), _weights(cut))
+    for name in ("straight", "cut"):  # an episode spans the cut: no extra first record
+        state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
+        assert (
+            state["replay"]["total"]
+            == 600 // (2 if suite == "dmc" else 1) + 1 + (state["counters"]["episodes"])
+        )
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_good_checkpoint(tmp_path):
+    # An absurd learning rate: the weights blow up, and every later gradient is NaN and skipped.
+    args = [*EXACT["gym"], "objective=erm", "eval_every=0", "steps=400", f"run_dir={tmp_path}"]
+    args += ["agent.model_opt.lr=1e20", "max_skipped_updates=5", "checkpoint_minutes=1e-6"]
+    with pytest.raises(RunError, match="5 world-model steps in a row") as err:
+        train.run(load_config(args), tmp_path)
+    assert "is kept" in str(err.value)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["counters"]["skipped_in_a_row"] == 0 and all_finite(state["agent"])
+
+
+def test_an_unexpected_error_writes_an_emergency_checkpoint(tmp_path, monkeypatch):
+    from mbrl_sam import trainer as trainer_module
+
+    original = trainer_module.Trainer._train
+
+    def fail_after_some_updates(self):
+        original(self)
+        if self.counters.updates >= 20:
+            raise OSError("simulated fault")
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train", fail_after_some_updates)
+    args = [*EXACT["gym"], "objective=erm", "eval_every=0", "steps=400", f"run_dir={tmp_path}"]
+    with pytest.raises(OSError, match="simulated fault"):
+        train.run(load_config(args), tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["counters"]["updates"] >= 20 and state["counters"]["step_pending"]
+
+
+def test_signals_during_a_slow_checkpoint_write_cannot_abort_it(tmp_path, monkeypatch):
+    from mbrl_sam import trainer as trainer_module
+
+    real_save = trainer_module.save_checkpoint
+    writes = []
+
+    def slow_save_under_fire(path, state):
+        for _ in range(2):  # a second and a third signal, while the write is under way
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        real_save(path, state)
+        writes.append(state["counters"]["agent_steps"])
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", slow_save_under_fire)
+    previous = signal.signal(signal.SIGTERM, lambda s, f: train.STOP.request("SIGTERM"))
+    try:
+        args = [*EXACT["gym"], "objective=erm", "eval_every=0", "steps=400"]
+        cfg = load_config([*args, "checkpoint_minutes=1e-6", f"run_dir={tmp_path}"])
+        with pytest.raises(KeyboardInterrupt):
+            train.run(cfg, tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        train.STOP.clear()
+    # The periodic write ran to its end, then the run stopped at its next safe point.
+    assert len(writes) == 2 and writes[0] == writes[1] == 1
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["counters"]["agent_steps"] == 1
