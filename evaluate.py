@@ -4,11 +4,15 @@ Writes `run_dir/eval/step_<env steps>.json` with every episode's return and the 
 Options (key=value): run_dir (required), episodes (10), device (the run's), seed (0),
 explore (false: the agent's greedy action), progress (true), video (false: true also writes the
 first episode as `run_dir/eval/step_<env steps>.gif`), fps (30, the video's frame rate).
+
+Progress goes to stderr, counting env steps over all episodes: a live bar on a terminal, else a
+line every 60 s (MBRL_SAM_PROGRESS_SECONDS). The JSON is rewritten (atomically) after each
+episode, with `complete` false until the last; Ctrl-C or SIGTERM keeps the finished episodes,
+notes the interruption in it and exits with status 130.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +63,7 @@ def evaluate(args: EvaluateOptions) -> dict:
     from mbrl_sam.evaluation.episodes import run_episodes
     from mbrl_sam.evaluation.suites import suite_of
     from mbrl_sam.evaluation.video import write_gif
+    from mbrl_sam.progress import write_json
     from mbrl_sam.runtime import matmul_precision
 
     run_dir = Path(args.run_dir)
@@ -68,31 +73,53 @@ def evaluate(args: EvaluateOptions) -> dict:
     frames = [] if args.video else None
     if args.video:
         check_renders(env, cfg.task)
-    # As the run trained (runs from before the setting used float32 products).
-    with torch.no_grad(), matmul_precision(cfg.get("matmul_precision", "highest")):
-        episodes = run_episodes(
-            agent, env, args.episodes, seed, args.explore, args.progress, frames
-        )
-    env.close()
-    returns = [e["return"] for e in episodes]
-    suite = suite_of(cfg.task)
-    result = {
-        "task": cfg.task,
-        "agent": cfg.agent.name,
-        "objective": cfg.objective.name,
-        "seed": cfg.seed,
-        "env_steps": env_steps,
-        "returns": returns,
-        "lengths": [e["length"] for e in episodes],
-        "mean": sum(returns) / len(returns),
-        "suite": suite.name if suite else None,
-        "score": suite.normalize(cfg.task, returns) if suite else None,
-    }
     out = run_dir / "eval" / f"step_{env_steps}.json"
-    out.parent.mkdir(exist_ok=True)
-    if frames:
-        result["video"] = str(write_gif(frames, out.with_suffix(".gif"), float(args.fps)))
-    out.write_text(json.dumps(result, indent=1))
+    suite = suite_of(cfg.task)
+    result: dict[str, Any] = {}
+    finished: list[dict[str, float]] = []
+
+    def keep(episodes: list[dict[str, float]], note: str | None = None) -> None:
+        """Write the episodes finished so far (the video once the first is)."""
+        finished[:] = episodes
+        returns = [e["return"] for e in episodes]
+        result.update(
+            task=cfg.task,
+            agent=cfg.agent.name,
+            objective=cfg.objective.name,
+            seed=cfg.seed,
+            env_steps=env_steps,
+            returns=returns,
+            lengths=[e["length"] for e in episodes],
+            mean=sum(returns) / len(returns),
+            suite=suite.name if suite else None,
+            score=suite.normalize(cfg.task, returns) if suite else None,
+            complete=len(episodes) == args.episodes and note is None,
+        )
+        if frames and "video" not in result:
+            result["video"] = str(write_gif(frames, out.with_suffix(".gif"), float(args.fps)))
+        if not result["complete"]:
+            result["note"] = note or f"in progress: {len(episodes)}/{args.episodes} episodes"
+        else:
+            result.pop("note", None)
+        write_json(out, result)
+
+    # As the run trained (runs from before the setting used float32 products).
+    try:
+        with torch.no_grad(), matmul_precision(cfg.get("matmul_precision", "highest")):
+            episodes = run_episodes(
+                agent, env, args.episodes, seed, args.explore, args.progress, frames, keep
+            )
+    except KeyboardInterrupt:
+        if finished:
+            done = f"{len(finished)}/{args.episodes} episodes"
+            keep(finished, f"interrupted (Ctrl-C or SIGTERM) after {done}")
+            print(f"Interrupted: kept {done} in {out}", file=sys.stderr)
+        else:
+            print("Interrupted before the first episode ended; nothing written.", file=sys.stderr)
+        raise
+    finally:
+        env.close()
+    returns = [e["return"] for e in episodes]
     print(f"{cfg.task} ({cfg.objective.name}, seed {cfg.seed}) at {env_steps} env steps: ")
     print(f"  return {result['mean']:.1f} over {len(returns)} episodes -> {out}")
     if frames:
@@ -101,12 +128,17 @@ def evaluate(args: EvaluateOptions) -> dict:
 
 
 def main() -> None:
-    """Entry point; start-up errors print one line and exit 2."""
+    """Entry point; start-up errors print one line and exit 2, an interruption exits 130."""
+    from mbrl_sam.progress import sigterm_as_interrupt
+
+    sigterm_as_interrupt()
     try:
         evaluate(parse_options(EvaluateOptions, sys.argv[1:]))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)  # evaluate() has said what it kept
 
 
 if __name__ == "__main__":

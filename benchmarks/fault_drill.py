@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -100,10 +101,22 @@ def drill(root: Path, kills: int, seed: int) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"the uninterrupted run failed:\n{out}")
     training = time.monotonic() - start - startup
-    tally = {"kills": 0, "kills_during_checkpoint_write": 0, "resumes_ok": 0}
-    tally.update(corrupt_checkpoints=0, fallbacks_to_previous=0, restarts_from_scratch=0)
-    last_steps = 0
+    tally = {"kills": 0, "kills_in_startup": 0, "kills_during_checkpoint_write": 0}
+    tally.update(resumes=0, resumes_ok=0, corrupt_checkpoints=0, fallbacks_to_previous=0)
+    tally.update(restarts_from_scratch=0)
+    saved_steps = None  # env steps of the checkpoint the next start should resume from
+
+    def account(out: str) -> None:
+        """Tally what one start did with the checkpoint it found."""
+        resumed = re.search(r"^Resuming .* from step (\d+)$", out, re.MULTILINE)
+        if resumed:
+            tally["resumes"] += 1
+            tally["resumes_ok"] += int(resumed.group(1)) == saved_steps
+        elif re.search(r"^Training ", out, re.MULTILINE) and saved_steps is not None:
+            tally["restarts_from_scratch"] += 1
+
     for _ in range(kills):
+        stale = set(killed.glob(".checkpoint.pt.*.tmp"))  # left by an earlier kill
         proc = train(killed, checkpoint_minutes=1e-6)  # a checkpoint after every step
         # On average three quarters of the run is covered by the kills; some land in start-up.
         time.sleep(startup * rng.uniform(0.8, 1.2) + rng.uniform(0, 1.5 * training / kills))
@@ -112,21 +125,21 @@ def drill(root: Path, kills: int, seed: int) -> dict:
         proc.kill()
         out, _ = proc.communicate()
         tally["kills"] += 1
-        tally["kills_during_checkpoint_write"] += bool(list(killed.glob(".checkpoint.pt.*.tmp")))
+        tally["kills_in_startup"] += not re.search(r"^(Training|Resuming) ", out, re.MULTILINE)
+        tally["kills_during_checkpoint_write"] += bool(
+            set(killed.glob(".checkpoint.pt.*.tmp")) - stale
+        )
+        account(out)
         try:
             state, note = load_latest(killed)
         except ConfigError:
             tally["corrupt_checkpoints"] += 1
             continue
         tally["fallbacks_to_previous"] += bool(note)
-        steps = state["counters"]["agent_steps"] if state else 0
-        if "Resuming" in out:
-            tally["resumes_ok"] += steps >= last_steps
-        elif state is not None and last_steps > 0:
-            tally["restarts_from_scratch"] += 1
-        last_steps = steps
+        saved_steps = state["counters"]["agent_steps"] if state else None
     proc = train(killed, checkpoint_minutes=1e-6)
     out, _ = proc.communicate()
+    account(out)
     finished = proc.returncode == 0
     same = finished and equal_trees(
         torch.load(reference / CHECKPOINT, weights_only=False)["agent"],

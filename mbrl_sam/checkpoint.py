@@ -29,8 +29,18 @@ def previous_path(path: Path) -> Path:
 
 
 def checksum_path(path: Path) -> Path:
-    """The file beside a checkpoint holding its SHA-256, in `sha256sum` format."""
-    return path.with_name(path.stem + ".sha256")
+    """The file beside a checkpoint and its previous one listing their SHA-256s (`sha256sum`
+    format): checkpoint.pt and checkpoint.prev.pt -> checkpoint.sha256."""
+    return path.with_name(path.name.split(".")[0] + ".sha256")
+
+
+def _listed_hashes(path: Path) -> dict[str, str] | None:
+    """The hashes a checksum file lists, by file name; None when there is no such file."""
+    listing = checksum_path(path)
+    if not listing.exists():
+        return None
+    rows = [line.split() for line in listing.read_text(encoding="utf-8").splitlines()]
+    return {row[1]: row[0] for row in rows if len(row) == 2}
 
 
 class _HashingWriter:
@@ -77,13 +87,20 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
             raise RunError(f"checkpoint {str(path)!r} read back differs from what was written")
         # mkstemp creates the file private to the owner; checkpoints are ordinary output files.
         os.chmod(tmp, 0o644)
-        # Order matters for a crash in between: the old pair moves aside first, then the new
-        # checksum, then the new file; a checksum without its file is never read.
+        # The listing names the new file's hash before the file exists, and keeps the current
+        # one's, which becomes the previous: a file is sound when its hash is listed, so a
+        # crash between any two of these steps leaves a loadable, verifiable checkpoint.
+        # The one to keep as previous: the latest, or the previous if a crash left no latest;
+        # listed only while sound (its hash listed already, or no listing: an older run).
+        keep = path if path.exists() else previous_path(path)
+        rows = f"{digest}  {path.name}\n"
+        if keep.exists():
+            before, kept = _listed_hashes(path), _file_hash(keep)
+            if before is None or kept in before.values():
+                rows += f"{kept}  {previous_path(path).name}\n"
+        _write_text(checksum_path(path), rows)
         if path.exists():
             os.replace(path, previous_path(path))
-            if checksum_path(path).exists():
-                os.replace(checksum_path(path), checksum_path(previous_path(path)))
-        _write_text(checksum_path(path), f"{digest}  {path.name}\n")
         os.replace(tmp, path)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
@@ -134,11 +151,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} cannot be loaded: no such file")
-    checksum = checksum_path(path)
-    if checksum.exists():
-        expected = checksum.read_text(encoding="utf-8").split()[:1]
-        if expected != [_file_hash(path)]:
-            raise ConfigError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 does not match")
+    listed = _listed_hashes(path)
+    if listed is not None and _file_hash(path) not in listed.values():
+        raise ConfigError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 does not match")
     try:
         # weights_only=False because the state holds numpy arrays and RNG states; checkpoints
         # are trusted files written by this library, never downloaded ones.

@@ -145,8 +145,11 @@ class SequenceReplay:
         self._saved = self._total
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore contents, position, counts and RNG state saved by `state_dict`."""
+    def load_state_dict(self, state: dict, read_only: bool = False) -> None:
+        """Restore contents, position, counts and RNG state saved by `state_dict`.
+
+        Chunk files written after that state are deleted, unless `read_only` (a reader beside a
+        run that may still be training: then no chunk file is written or deleted)."""
         saved = (
             int(state["capacity"]),
             tuple(state["obs_shape"]),
@@ -172,7 +175,8 @@ class SequenceReplay:
             raise ValueError("replay state holds no records and this buffer has no chunk files")
         else:
             # Chunks past the checkpoint were written by the run that died after it.
-            self.chunks.drop_after(total)
+            if not read_only:
+                self.chunks.drop_after(total)
             for first, arrays in self.chunks.read(total - size, total):
                 idx = np.arange(first, first + len(arrays["reward"])) % self.capacity
                 for key in _KEYS:
@@ -182,7 +186,7 @@ class SequenceReplay:
         self._total = total
         self._flushed = self._saved = total
         self._rng.bit_generator.state = copy.deepcopy(state["rng"])
-        if "data" in state and self.chunks is not None:
+        if "data" in state and self.chunks is not None and not read_only:
             # A checkpoint from before chunk files: its records become the first chunk.
             self.chunks.drop_after(total - size)
             self._flushed = total - size

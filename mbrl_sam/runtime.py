@@ -136,3 +136,10 @@ def tune_allocator() -> bool:
         )
     except (OSError, AttributeError):
         return False
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's CPU threads (None: torch's own default); the count in use."""
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()

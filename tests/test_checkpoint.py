@@ -3,6 +3,7 @@
 import errno
 import random
 import subprocess
+from contextlib import suppress
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def test_overwrite_replaces_whole_file(tmp_path):
     assert load_checkpoint(path)["step"] == 2
     assert load_checkpoint(tmp_path / "ckpt.prev.pt")["step"] == 1
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["ckpt.prev.pt", "ckpt.prev.sha256", "ckpt.pt", "ckpt.sha256"]
+    assert names == ["ckpt.prev.pt", "ckpt.pt", "ckpt.sha256"]
 
 
 def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path):
@@ -138,25 +139,35 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
         load_latest(tmp_path)
 
 
-def test_a_write_cut_short_between_its_renames_leaves_the_previous_loadable(tmp_path, monkeypatch):
+@pytest.mark.parametrize("cut", range(4))
+def test_a_kill_between_any_two_steps_of_a_write_leaves_a_verified_checkpoint(
+    tmp_path, monkeypatch, cut
+):
+    """Kill the third save at its `cut`-th rename (listing, latest aside, new in place), twice
+    in a row, and save again: every state in between loads, verified, at a step saved."""
     path = tmp_path / CHECKPOINT
     save_checkpoint(path, _state(1.0))
+    save_checkpoint(path, _state(2.0))
     real_replace = __import__("os").replace
+    calls = []
 
-    def die_before_the_final_rename(src, dst):
-        if str(dst) == str(path):
-            raise KeyboardInterrupt  # as a kill between the two renames
+    def die_at_the_cut(src, dst):
+        calls.append(dst)
+        if len(calls) > cut:
+            raise KeyboardInterrupt  # as SIGKILL between two steps
         real_replace(src, dst)
 
-    monkeypatch.setattr("mbrl_sam.checkpoint.os.replace", die_before_the_final_rename)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, _state(2.0))
-    monkeypatch.undo()
-    assert not path.exists()
+    for step in (3.0, 4.0):
+        calls.clear()
+        with monkeypatch.context() as mp, suppress(KeyboardInterrupt):
+            mp.setattr("mbrl_sam.checkpoint.os.replace", die_at_the_cut)
+            save_checkpoint(path, _state(step))
+        remove_stale_temp(tmp_path)
+        state, note = load_latest(tmp_path)  # never a corrupt one
+        assert state["step"] in (2, 3, 4) and ("missing" in note or note == "")
+    save_checkpoint(path, _state(5.0))
     state, note = load_latest(tmp_path)
-    assert state["step"] == 1 and "missing" in note
-    save_checkpoint(path, _state(3.0))  # the next save goes on from there
-    assert load_latest(tmp_path)[0]["step"] == 3
+    assert state["step"] == 5 and note == ""
 
 
 def test_stale_temp_files_are_removed(tmp_path):

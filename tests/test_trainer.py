@@ -116,11 +116,11 @@ def test_a_stopped_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tm
     straight = tmp_path / "straight"
     train.run(load_config([*args, "steps=600", "eval_every=200", f"run_dir={straight}"]), straight)
     # The other run checkpoints after every step and evaluates on another cadence (neither may
-    # change training), stops in the middle of an episode and is resumed.
+    # change training), and is stopped and resumed twice.
     cut = tmp_path / "cut"
     steer = ["checkpoint_minutes=1e-6", "eval_every=150", f"run_dir={cut}"]
-    train.run(load_config([*args, "steps=300", *steer]), cut)
-    train.run(load_config([*args, "steps=600", *steer]), cut)
+    for steps in (50, 300, 600):  # cut in the prefill, and inside an episode after it
+        train.run(load_config([*args, f"steps={steps}", *steer]), cut)
     _assert_equal_trees(_weights(straight), _weights(cut))
     for name in ("straight", "cut"):  # an episode spans the cut: no extra first record
         state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +14,11 @@ from torch import Tensor
 
 from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.environment import Env
-from mbrl_sam.errors import check_int, check_positive
+from mbrl_sam.errors import ConfigError, check_int, check_positive
 from mbrl_sam.evaluation.model_error import measure_model_error
 from mbrl_sam.evaluation.value_gap import measure_value_gap
 from mbrl_sam.objectives import select_params
+from mbrl_sam.progress import bar
 from mbrl_sam.runtime import matmul_precision
 from mbrl_sam.sharpness import (
     LossProbe,
@@ -29,15 +31,24 @@ from mbrl_sam.sharpness import (
 
 @dataclass
 class MeasureConfig:
-    """What to measure and how hard (configs/config.yaml `measure:`)."""
+    """What to measure and how hard (configs/config.yaml `measure:`).
+
+    The cost, bounded by these settings: Hessian-vector products, lanczos_steps (top
+    eigenvalue) + trace_samples + lanczos_steps again (Adam's preconditioned sharpness), and
+    ascent_steps gradients, all on one probe batch; then `episodes` real episodes for the value
+    gap and as many again for the model error, each of at most `max_episode_steps` env steps.
+    """
 
     every: int = 0  # updates between measurements during training; 0: off
     groups: str = "all"  # world-model parameters measured: all, or '+'-joined group names
-    lanczos_steps: int = 20
-    trace_samples: int = 10
+    lanczos_steps: int = 20  # Hessian-vector products per eigenvalue
+    trace_samples: int = 10  # Hessian-vector products for the trace
     sam_radius: float = 0.05  # radius of the ball SAM-sharpness maximises over
     ascent_steps: int = 1
     episodes: int = 1  # real episodes for value gap, model error and performance gap
+    # Env steps after which those episodes are cut (rounded down to whole action repeats; the
+    # value gap bootstraps the cut like a time limit); None: as long as the env's own episodes.
+    max_episode_steps: int | None = None
     horizon: int = 15  # open-loop steps for the model error
     seed: int = 0  # fixes the probe's random draws
 
@@ -47,6 +58,22 @@ class MeasureConfig:
             check_int(f"measure.{key}", getattr(self, key), 1)
         check_positive("measure.sam_radius", self.sam_radius)
         check_int("measure.seed", self.seed, 0)
+        if self.max_episode_steps is not None:
+            # The model error needs episodes longer than its open-loop horizon.
+            check_int("measure.max_episode_steps", self.max_episode_steps, self.horizon + 1)
+
+    def episode_limit(self, action_repeat: int) -> int | None:
+        """`max_episode_steps` in agent steps for an env that repeats each action so often."""
+        if self.max_episode_steps is None:
+            return None
+        limit = self.max_episode_steps // action_repeat
+        if limit <= self.horizon:
+            raise ConfigError(
+                f"measure.max_episode_steps={self.max_episode_steps} leaves {limit} agent steps "
+                f"at action_repeat={action_repeat}; the model error needs more than "
+                f"horizon={self.horizon}"
+            )
+        return limit
 
 
 def world_model_probe(
@@ -67,48 +94,106 @@ def world_model_probe(
 
 
 def sharpness_measures(
-    agent: WorldModelAgent, batch: dict[str, Tensor], cfg: MeasureConfig
+    agent: WorldModelAgent, batch: dict[str, Tensor], cfg: MeasureConfig, progress: bool = False
 ) -> dict:
-    """Top eigenvalue (vs 2/lr), trace, SAM sharpness, Adam-preconditioned sharpness."""
+    """Top eigenvalue (vs 2/lr), trace, SAM sharpness, Adam-preconditioned sharpness;
+    `progress` shows the Hessian-vector products."""
     # In float32 whatever the run trains with: L(w + eps) - L(w) and the Lanczos recurrence
     # are differences of nearby values that bfloat16 products would drown in rounding.
     with matmul_precision("highest"):
-        return _sharpness_measures(agent, batch, cfg)
+        return _sharpness_measures(agent, batch, cfg, progress)
 
 
 def _sharpness_measures(
-    agent: WorldModelAgent, batch: dict[str, Tensor], cfg: MeasureConfig
+    agent: WorldModelAgent, batch: dict[str, Tensor], cfg: MeasureConfig, progress: bool
 ) -> dict:
     probe = world_model_probe(agent, batch, cfg)
     adam = agent.model_optimizer.adam
     lr = float(adam.param_groups[-1]["lr"])
+    preconditioned = all("exp_avg_sq" in adam.state.get(p, {}) for p in probe.params)
+    lanczos_hvps = min(cfg.lanczos_steps, probe.dim)
+    total = lanczos_hvps * (2 if preconditioned else 1) + cfg.trace_samples
     out: dict[str, float] = {"params_measured": float(probe.dim)}
     start = time.perf_counter()
-    out.update(top_eigenvalue(probe, lr, cfg.lanczos_steps))
-    trace, stderr = hutchinson_trace(probe.operator(), probe.dim, cfg.trace_samples, cfg.seed)
-    out.update(trace=trace, trace_stderr=stderr)
-    out.update(sam_sharpness(probe, cfg.sam_radius, cfg.ascent_steps))
-    if all("exp_avg_sq" in adam.state.get(p, {}) for p in probe.params):
-        out.update(preconditioned_sharpness(probe, adam, cfg.lanczos_steps))
+    with bar(total, "sharpness", "hvp", progress) as hvps:
+        probe.on_hvp = hvps.update
+        hvps.set_postfix(now="top eigenvalue", refresh=False)
+        out.update(top_eigenvalue(probe, lr, cfg.lanczos_steps))
+        hvps.set_postfix(now="trace", refresh=False)
+        trace, stderr = hutchinson_trace(probe.operator(), probe.dim, cfg.trace_samples, cfg.seed)
+        out.update(trace=trace, trace_stderr=stderr)
+        hvps.set_postfix(now="sam sharpness", refresh=False)
+        out.update(sam_sharpness(probe, cfg.sam_radius, cfg.ascent_steps))
+        if preconditioned:
+            hvps.set_postfix(now="adam sharpness", refresh=False)
+            out.update(preconditioned_sharpness(probe, adam, cfg.lanczos_steps))
+        hvps.set_postfix(top_eigenvalue=f"{out['top_eigenvalue']:.4g}", refresh=False)
+        hvps.total = hvps.n  # Lanczos stops early on an exactly invariant subspace
     out["hvps"] = float(probe.hvp_count)
     out["seconds"] = time.perf_counter() - start
     return out
 
 
+STAGES = ("sharpness", "value_gap", "model_error")  # measure_all's parts, in the order it runs
+
+
 def measure_all(
-    agent: WorldModelAgent, batch: dict[str, Tensor], env: Env, cfg: MeasureConfig, seed: int
+    agent: WorldModelAgent,
+    batch: dict[str, Tensor],
+    env: Env,
+    cfg: MeasureConfig,
+    seed: int,
+    progress: bool = False,
+    on_part: Callable[[dict[str, dict]], None] | None = None,
 ) -> dict[str, Any]:
-    """Every measurement; `flat` holds the scalars to log, the rest the per-step details."""
+    """Every measurement; `flat` holds the scalars to log, the rest the per-step details.
+
+    `progress` shows each stage's Hessian-vector products or env steps; `on_part(parts)` gets
+    what is finished so far (STAGES -> result; the episode stages partial until their last
+    episode), after each stage and episode, so a caller can keep it (`summarize(parts)`).
+    """
+    limit = cfg.episode_limit(env.spec.action_repeat)
+    parts: dict[str, dict] = {}
+
+    def keeper(stage: str) -> Callable[[dict], None]:
+        def keep(result: dict) -> None:
+            parts[stage] = result
+            if on_part is not None:
+                on_part(parts)
+
+        return keep
+
+    episodes = dict(max_steps=limit, progress=progress)
     with torch.random.fork_rng():  # measuring must not shift the training run's random draws
-        sharp = sharpness_measures(agent, batch, cfg)
-        value = measure_value_gap(agent, env, cfg.episodes, seed)
-        model = measure_model_error(agent, env, cfg.episodes, seed, cfg.horizon)
-    flat = {f"sharpness/{k}": v for k, v in sharp.items()}
-    flat.update({f"value_gap/{k}": v for k, v in value["overall"].items()})
-    for key, errors in model["open_loop"].items():
-        flat[f"model_error/{key}_1"] = errors[0]
-        flat[f"model_error/{key}_{len(errors)}"] = errors[-1]
-    gap = model["performance_gap"]
-    flat["performance_gap/gap"] = gap["gap"]
-    flat["performance_gap/abs_gap"] = gap["abs_gap"]
-    return {"flat": flat, "value_gap": value, "model_error": model, "sharpness": sharp}
+        keeper("sharpness")(sharpness_measures(agent, batch, cfg, progress))
+        parts["value_gap"] = measure_value_gap(
+            agent, env, cfg.episodes, seed, on_episode=keeper("value_gap"), **episodes
+        )
+        parts["model_error"] = measure_model_error(
+            agent,
+            env,
+            cfg.episodes,
+            seed,
+            cfg.horizon,
+            on_episode=keeper("model_error"),
+            **episodes,
+        )
+    return summarize(parts)
+
+
+def summarize(parts: dict[str, dict]) -> dict[str, Any]:
+    """measure_all's result from the parts finished (`flat`: the scalars of those present)."""
+    flat: dict[str, float] = {}
+    if "sharpness" in parts:
+        flat.update({f"sharpness/{k}": v for k, v in parts["sharpness"].items()})
+    if "value_gap" in parts:
+        flat.update({f"value_gap/{k}": v for k, v in parts["value_gap"]["overall"].items()})
+    if "model_error" in parts:
+        model = parts["model_error"]
+        for key, errors in model["open_loop"].items():
+            flat[f"model_error/{key}_1"] = errors[0]
+            flat[f"model_error/{key}_{len(errors)}"] = errors[-1]
+        gap = model["performance_gap"]
+        flat["performance_gap/gap"] = gap["gap"]
+        flat["performance_gap/abs_gap"] = gap["abs_gap"]
+    return {"flat": flat, **{stage: parts[stage] for stage in STAGES if stage in parts}}

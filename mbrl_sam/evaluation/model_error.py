@@ -4,19 +4,30 @@ return the model predicts for an episode's actions and the return the real envir
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.environment import Env
+from mbrl_sam.evaluation.episodes import episode_over, show_episode, steps_bar
 from mbrl_sam.rollout import Rollout
 
 
-def record_episode(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Tensor]:
-    """One greedy episode in replay layout: action[t] led into obs[t], reward[t] came with it."""
+def record_episode(
+    agent: WorldModelAgent,
+    env: Env,
+    seed: int,
+    max_steps: int | None = None,
+    progress: tqdm | None = None,
+) -> dict[str, Tensor]:
+    """One greedy episode in replay layout: action[t] led into obs[t], reward[t] came with it.
+
+    `max_steps` agent steps cut the episode; `progress` is advanced by each step's env steps."""
     rollout = Rollout(agent, env)
     obs = rollout.reset(seed)
     steps = {"obs": [obs], "action": [np.zeros(env.spec.action_dim, np.float32)], "reward": [0.0]}
@@ -28,7 +39,9 @@ def record_episode(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Ten
             steps[key].append(value)
         steps["is_first"].append(False)
         steps["is_terminal"].append(t.terminated)
-        done = t.done
+        done = episode_over(t, rollout, max_steps)
+        if progress is not None:
+            progress.update(env.spec.action_repeat)
     return {k: torch.as_tensor(np.asarray(v)) for k, v in steps.items()}
 
 
@@ -73,12 +86,42 @@ def performance_gap(agent: WorldModelAgent, episodes: list[dict[str, Tensor]]) -
 
 
 def measure_model_error(
-    agent: WorldModelAgent, env: Env, episodes: int, seed: int, horizon: int, stride: int = 4
+    agent: WorldModelAgent,
+    env: Env,
+    episodes: int,
+    seed: int,
+    horizon: int,
+    stride: int = 4,
+    max_steps: int | None = None,
+    progress: bool = False,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Record fresh greedy episodes, then their k-step errors and the performance gap."""
-    recorded = [record_episode(agent, env, seed + i) for i in range(episodes)]
+    """Record fresh greedy episodes, then their k-step errors and the performance gap.
+
+    Episodes stop after `max_steps` agent steps if not before; `progress` shows their env
+    steps; `on_episode` gets the result over the episodes finished so far after each one."""
+    recorded: list[dict[str, Tensor]] = []
+    summary = None
+    with steps_bar(env, episodes, "model error", progress, max_steps) as steps:
+        for i in range(episodes):
+            last = float(recorded[-1]["reward"].sum()) if recorded else None
+            show_episode(steps, i, episodes, last)
+            recorded.append(record_episode(agent, env, seed + i, max_steps, steps))
+            summary = None  # (episodes no longer than the horizon have no k-step errors yet)
+            if on_episode is not None and any(len(ep["reward"]) > horizon for ep in recorded):
+                summary = _summary(agent, recorded, horizon, stride)
+                on_episode(summary)
+        show_episode(steps, episodes - 1, episodes, float(recorded[-1]["reward"].sum()))
+        steps.total = steps.n
+    return summary or _summary(agent, recorded, horizon, stride)
+
+
+def _summary(
+    agent: WorldModelAgent, recorded: list[dict[str, Tensor]], horizon: int, stride: int
+) -> dict[str, Any]:
     return {
         "horizon": horizon,
         "open_loop": open_loop_errors(agent, recorded, horizon, stride),
         "performance_gap": performance_gap(agent, recorded),
+        "lengths": [int(ep["reward"].shape[0]) - 1 for ep in recorded],
     }

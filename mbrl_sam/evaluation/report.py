@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +10,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from mbrl_sam.evaluation.aggregate import AGGREGATES, improvement_interval, interval
+from mbrl_sam.evaluation.plots import plot_aggregates, plot_curves
 from mbrl_sam.evaluation.suites import suite_of
+from mbrl_sam.progress import bar
 
 # Flatness scalars shown in the report when runs measured them (measure.every or measure.py).
 MEASURE_COLUMNS = (
@@ -113,14 +114,20 @@ def _final_measures(path: Path) -> dict[str, float]:
     return {}
 
 
-def find_runs(roots: list[Path]) -> list[Run]:
-    """Every run directory (config.yaml + metrics.jsonl) under `roots`, with an evaluation."""
+def find_runs(roots: list[Path], progress: bool = False) -> list[Run]:
+    """Every run directory (config.yaml + metrics.jsonl) under `roots`, with an evaluation;
+    `progress` shows the runs read."""
     dirs = set()
     for root in roots:
         for cfg in [root / "config.yaml", *root.rglob("config.yaml")]:
             if cfg.exists() and (cfg.parent / "metrics.jsonl").exists():
                 dirs.add(cfg.parent)
-    runs = [load_run(d) for d in sorted(dirs)]
+    with bar(len(dirs), "runs read", "run", progress) as read:
+        runs = []
+        for d in sorted(dirs):
+            read.set_postfix(run=str(d), refresh=False)
+            runs.append(load_run(d))
+            read.update()
     return [r for r in runs if r is not None]
 
 
@@ -315,77 +322,25 @@ def markdown(report: dict, plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(runs: list[Run], path: Path) -> None:
-    """Eval return against env steps per task: mean over seeds with a min-max band per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    tasks = sorted({r.task for r in runs})
-    cols = min(3, len(tasks))
-    rows = (len(tasks) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    for ax, task in zip(axes.flat, tasks):
-        groups = defaultdict(list)
-        for r in runs:
-            if r.task == task:
-                groups[r.method].append(dict(r.curve))
-        for method, curves in sorted(groups.items()):
-            steps = sorted(set.intersection(*[set(c) for c in curves]))
-            values = np.array([[c[s] for s in steps] for c in curves])
-            seeds = f"{len(curves)} seed" + ("s" if len(curves) > 1 else "")
-            ax.plot(steps, values.mean(0), label=f"{method} ({seeds})")
-            ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
-        ax.set_title(task)
-        ax.set_xlabel("env steps")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
-        ax.set_ylabel("eval return")
-        ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(tasks) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_aggregates(report: dict, path: Path) -> None:
-    """Point estimates and 95% intervals of each aggregate metric, one row per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = list(report["aggregates"])
-    fig, axes = plt.subplots(
-        1, len(AGGREGATES), figsize=(4 * len(AGGREGATES), 1 + 0.6 * len(methods))
-    )
-    for ax, name in zip(axes, AGGREGATES):
-        for i, m in enumerate(methods):
-            p, lo, hi = report["aggregates"][m][name]
-            ax.plot([lo, hi], [i, i], linewidth=6, alpha=0.5)
-            ax.plot([p], [i], "k|", markersize=14)
-        ax.set_yticks(range(len(methods)), methods if ax is axes[0] else [""] * len(methods))
-        ax.set_ylim(-0.5, len(methods) - 0.5)
-        ax.set_title(name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def write_report(roots: list[Path], out: Path, reps: int = 2000) -> dict:
-    """Gather the runs under `roots`; write report.md, report.json and PNGs into `out`."""
-    runs = find_runs(roots)
+def write_report(roots: list[Path], out: Path, reps: int = 2000, progress: bool = False) -> dict:
+    """Gather the runs under `roots`; write report.md, report.json and PNGs into `out`
+    (`progress`: show the runs read and the files written)."""
+    runs = find_runs(roots, progress)
     if not runs:
         raise FileNotFoundError(f"no evaluated runs under {[str(r) for r in roots]}")
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(runs, reps)
-    plots = ["curves.png"]
-    plot_curves(runs, out / "curves.png")
-    if report["aggregates"]:
-        plot_aggregates(report, out / "aggregates.png")
-        plots.append("aggregates.png")
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "report.md").write_text(markdown(report, plots))
+    with bar(None, "report", "file", progress) as written:
+        written.set_postfix(now=f"statistics ({reps} bootstrap reps)", refresh=False)
+        report = build_report(runs, reps)
+        plots = ["curves.png"] + (["aggregates.png"] if report["aggregates"] else [])
+        written.reset(len(plots) + 2)
+        written.set_postfix(now="plots", refresh=False)
+        plot_curves(runs, out / "curves.png")
+        written.update()
+        if report["aggregates"]:
+            plot_aggregates(report, out / "aggregates.png")
+            written.update()
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        (out / "report.md").write_text(markdown(report, plots))
+        written.update(2)
     return report

@@ -3,12 +3,15 @@ then actually obtained from them in the real environment."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.environment import Env
+from mbrl_sam.evaluation.episodes import episode_over, show_episode, steps_bar
 from mbrl_sam.rollout import Rollout
 
 
@@ -32,9 +35,18 @@ def gap_statistics(values: np.ndarray, returns: np.ndarray) -> dict[str, float]:
     }
 
 
-def play_and_value(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Any]:
+def play_and_value(
+    agent: WorldModelAgent,
+    env: Env,
+    seed: int,
+    max_steps: int | None = None,
+    progress: tqdm | None = None,
+) -> dict[str, Any]:
     """One greedy episode: per step the agent's value of the state it acted in, the reward,
-    and at the end whether it terminated and the agent's value of the final state."""
+    and at the end whether it terminated and the agent's value of the final state.
+
+    `max_steps` agent steps cut the episode (a truncation: its tail is bootstrapped);
+    `progress` is advanced by each step's env steps."""
     rollout = Rollout(agent, env)
     rollout.reset(seed)
     values, rewards, done = [], [], False
@@ -42,7 +54,9 @@ def play_and_value(agent: WorldModelAgent, env: Env, seed: int) -> dict[str, Any
         t = rollout.step()
         values.append(agent.state_value(t.obs, t.act_state))
         rewards.append(t.reward)
-        done = t.done
+        done = episode_over(t, rollout, max_steps)
+        if progress is not None:
+            progress.update(env.spec.action_repeat)
     terminated = t.terminated
     # The final state's value: filtering it in needs one more act() (its action is unused).
     rollout.act()
@@ -75,10 +89,34 @@ def value_gap(
 
 
 def measure_value_gap(
-    agent: WorldModelAgent, env: Env, episodes: int, seed: int, tail: str = "bootstrap"
+    agent: WorldModelAgent,
+    env: Env,
+    episodes: int,
+    seed: int,
+    tail: str = "bootstrap",
+    max_steps: int | None = None,
+    progress: bool = False,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Play `episodes` greedy episodes and report the agent's value-estimation gap on them."""
-    played = [play_and_value(agent, env, seed + i) for i in range(episodes)]
-    result = value_gap(played, agent.discount, tail)
+    """Play `episodes` greedy episodes and report the agent's value-estimation gap on them.
+
+    Episodes stop after `max_steps` agent steps if not before; `progress` shows their env
+    steps; `on_episode` gets the result over the episodes finished so far after each one."""
+    played: list[dict[str, Any]] = []
+    with steps_bar(env, episodes, "value gap", progress, max_steps) as steps:
+        for i in range(episodes):
+            show_episode(steps, i, episodes, float(np.sum(played[-1]["rewards"])) if i else None)
+            played.append(play_and_value(agent, env, seed + i, max_steps, steps))
+            summary = _summary(played, agent.discount, tail)
+            if on_episode is not None:
+                on_episode(summary)
+        show_episode(steps, episodes - 1, episodes, summary["real_returns"][-1])
+        steps.total = steps.n
+    return summary
+
+
+def _summary(played: list[dict[str, Any]], discount: float, tail: str) -> dict[str, Any]:
+    result = value_gap(played, discount, tail)
     result["real_returns"] = [float(np.sum(ep["rewards"])) for ep in played]
+    result["lengths"] = [len(ep["rewards"]) for ep in played]
     return result

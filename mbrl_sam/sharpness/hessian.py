@@ -36,6 +36,7 @@ class LossProbe:
     ) -> None:
         self.closure, self.params, self.seed = closure, list(params), seed
         self.hvp_count = 0
+        self.on_hvp: Callable[[], object] | None = None  # called after each product (progress)
         cuda = [p.device.index or 0 for p in self.params if p.device.type == "cuda"]
         self._devices = sorted(set(cuda))
 
@@ -59,7 +60,12 @@ class LossProbe:
         grads = self.grad(create_graph=True)
         dot = sum((g * v).sum() for g, v in zip(grads, unflatten(vector, self.params)))
         hv = torch.autograd.grad(dot, self.params, allow_unused=True)
+        self._done()
         return flatten([torch.zeros_like(p) if h is None else h for p, h in zip(self.params, hv)])
+
+    def _done(self) -> None:
+        if self.on_hvp is not None:
+            self.on_hvp()
 
     def hvp_finite_difference(self, vector: Tensor, eps: float = 1e-3) -> Tensor:
         """H v ~ (g(w + e v) - g(w - e v)) / (2 e), e = eps / ||v||: for operations that have
@@ -81,6 +87,7 @@ class LossProbe:
             with torch.no_grad():
                 for p, w in zip(self.params, originals):
                     p.copy_(w)
+        self._done()
         return (plus - minus) / (2 * step)
 
     @property

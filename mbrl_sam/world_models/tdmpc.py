@@ -98,7 +98,8 @@ class TDMPCWorldModel(nn.Module):
         self.dynamics = normed_mlp(za, cfg.mlp_dim, 2, cfg.latent_dim, simnorm)
         self.reward_head = normed_mlp(za, cfg.mlp_dim, 2, cfg.bins)
         self.qs = EnsembleMLP(cfg.num_q, za, cfg.mlp_dim, 2, cfg.bins, cfg.dropout)
-        self.target_qs = copy.deepcopy(self.qs).requires_grad_(False)
+        # Targets never use dropout, from the first update on (train() keeps them so).
+        self.target_qs = copy.deepcopy(self.qs).requires_grad_(False).train(False)
         self.termination_head = (
             normed_mlp(cfg.latent_dim, cfg.mlp_dim, 2, 1) if cfg.episodic else None
         )

@@ -1,15 +1,21 @@
 """evaluate.py and report.py on a few tiny real runs: JSON, markdown tables and PNG plots."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import evaluate
 import train
 from agents.run import load_config
+from mbrl_sam import seeds
 from mbrl_sam.evaluation.report import Run, build_report, markdown, write_report
+from mbrl_sam.progress import INTERVAL_VARIABLE
+from mbrl_sam.rollout import Rollout
+from tests.evaluation.test_flatness import exit_status
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -62,6 +68,33 @@ def test_evaluate_writes_every_episode_return(runs):
     assert result["lengths"] == [int(r) for r in result["returns"]]  # CartPole: +1 per step
 
 
+def test_evaluate_shows_env_steps_and_keeps_finished_episodes(runs, tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs / "erm_1", run_dir)
+    monkeypatch.setenv(INTERVAL_VARIABLE, "0")  # off a terminal: a line at every update
+    reset = Rollout.reset
+
+    def interrupt_the_third(self, seed):
+        if seed == seeds.evaluate_script(0) + 2:
+            raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) during the third episode
+        return reset(self, seed)
+
+    monkeypatch.setattr(Rollout, "reset", interrupt_the_third)
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", f"run_dir={run_dir}", "episodes=4"])
+    assert exit_status(evaluate.main) == 130
+    result = json.loads((run_dir / "eval" / "step_300.json").read_text())
+    assert len(result["returns"]) == 2 and result["complete"] is False
+    assert result["note"] == "interrupted (Ctrl-C or SIGTERM) after 2/4 episodes"
+    assert result["mean"] == pytest.approx(sum(result["returns"]) / 2)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == f"Interrupted: kept 2/4 episodes in {run_dir / 'eval' / 'step_300.json'}"
+    # The bar counts env steps over all episodes, and names the episode and the last return.
+    second = f"| {result['lengths'][0] + 1}/"  # the second episode's first step
+    postfix = f"step/s, episode=2/4, return={result['returns'][0]:.1f}]"
+    assert any(second in x and x.endswith(postfix) for x in lines)
+    assert all(x.startswith("eval:") for x in lines[:-1]) and "\r" not in "".join(lines)
+
+
 def test_evaluate_reports_bad_input_without_a_traceback(tmp_path):
     cases = {
         "has no config.yaml": [f"run_dir={tmp_path}"],
@@ -89,8 +122,12 @@ def test_evaluate_reports_bad_input_without_a_traceback(tmp_path):
         assert "Traceback" not in proc.stderr
 
 
-def test_report_has_tables_statistics_and_plots(runs, tmp_path):
-    report = write_report([runs], tmp_path / "report", reps=200)
+def test_report_has_tables_statistics_and_plots(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(INTERVAL_VARIABLE, "0")
+    report = write_report([runs], tmp_path / "report", reps=200, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert any(x.startswith("runs read: 100%") and "4/4" in x for x in lines)
+    assert any(x.startswith("report: 100%") and "4/4" in x for x in lines)  # 2 PNG, json, md
     assert report["methods"] == ["dreamer-erm", "dreamer-sam"]
     row = report["table"]["gym/CartPole-v1"]
     assert row["dreamer-erm"]["n"] == 2 and row["dreamer-sam"]["n"] == 2

@@ -127,8 +127,12 @@ def test_td_targets_are_identical_across_calls_in_training_mode():
     with torch.no_grad():
         for q in (wm.qs, wm.target_qs):
             q.weights[-1].normal_()
-    wm.train()
+    # Fresh from construction (training mode, never switched): the first updates of a run
+    # come before any act() or eval() call.
+    assert wm.training and not wm.target_qs.training
     w = window()
+    # The same seed picks the same two target Qs (TD-MPC2 draws them); dropout, if it were on,
+    # would make the training-mode targets differ from the eval-mode ones.
     torch.manual_seed(5)
     _, first = wm.td_targets(w["obs"][1:], w["reward"], w["terminal"], 0.99)
     torch.manual_seed(5)

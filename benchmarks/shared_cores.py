@@ -1,0 +1,118 @@
+"""How much a training process slows down when another CPU-bound process shares the cores, per
+thread setting: prints JSON.
+
+Usage: python benchmarks/shared_cores.py [--seconds 25] [--agent dreamer] [--objective sam]
+
+Each setting is timed (ms per update, median) alone, beside a single-threaded busy loop, and
+beside a second copy of itself (several seeds on one machine), all in fresh processes.
+Settings: `threads=auto` (the default: mbrl_sam.runtime.default_threads), every explicit thread
+count up to the machine's cores, and the same with OpenMP's passive wait policy. Run it on an
+otherwise idle machine: the ratios are only as clean as the cores are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSY_LOOP = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end: pass\n"
+
+
+def worker(agent_name: str, objective: str, threads: str, seconds: float) -> dict:
+    """Time updates of a tiny agent for about `seconds` in this process."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT))
+    import torch
+    from harness import filled_replay
+
+    from agents import make_agent
+    from agents.run import load_config
+    from mbrl_sam.runtime import apply_threads
+
+    used = apply_threads(None if threads == "auto" else int(threads))
+    task = "dmc/cartpole-swingup"
+    cfg = load_config(
+        [f"agent={agent_name}", "size=tiny", f"objective={objective}", f"task={task}"]
+    )
+    replay, spec = filled_replay(task, 2000)
+    agent = make_agent(cfg, spec, torch.device("cpu"))
+    times, start, step = [], time.monotonic(), 0
+    while time.monotonic() - start < seconds or len(times) < 5:
+        batch = replay.sample(cfg.agent.batch_size, cfg.agent.batch_length)
+        tick = time.perf_counter()
+        agent.update(batch, step)
+        times.append(time.perf_counter() - tick)
+        step += 1
+    return {"threads": used, "updates": len(times), "ms": statistics.median(times[2:]) * 1000}
+
+
+def timed(setting: dict, other: str | None, args: argparse.Namespace) -> float:
+    """ms per update of one worker with `setting`, beside `other` (None, busy, twin)."""
+    env = {**os.environ, **setting.get("env", {})}
+    env.pop("OMP_NUM_THREADS", None)  # the setting alone decides
+    cmd = [sys.executable, __file__, "--worker", setting["threads"], "--seconds", str(args.seconds)]
+    cmd += ["--agent", args.agent, "--objective", args.objective]
+    side = None
+    if other == "busy":
+        side = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    elif other == "twin":
+        side = subprocess.Popen([*cmd[:3], "--seconds", str(args.seconds * 2), *cmd[5:]], env=env)
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    finally:
+        if side is not None:
+            side.kill()
+            side.wait()
+    return json.loads(out.splitlines()[-1])
+
+
+def main() -> None:
+    """Time every setting alone and shared; print one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=25.0)
+    parser.add_argument("--agent", default="dreamer")
+    parser.add_argument("--objective", default="sam")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # threads, in a child process
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.agent, args.objective, args.worker, args.seconds)))
+        return
+    cores = os.cpu_count() or 1
+    settings = [{"name": "threads=auto (default)", "threads": "auto"}]
+    for n in range(1, cores + 1):
+        settings.append({"name": f"threads={n}", "threads": str(n)})
+        passive = {"OMP_WAIT_POLICY": "PASSIVE"}
+        settings.append(
+            {"name": f"threads={n}, OMP_WAIT_POLICY=PASSIVE", "threads": str(n), "env": passive}
+        )
+    rows = []
+    for setting in settings:
+        alone = timed(setting, None, args)
+        row = {
+            "setting": setting["name"],
+            "threads": alone["threads"],
+            "alone_ms": round(alone["ms"], 1),
+        }
+        for other in ("busy", "twin"):
+            ms = timed(setting, other, args)["ms"]
+            row[f"beside_{other}_ms"] = round(ms, 1)
+            row[f"beside_{other}_over_alone"] = round(ms / alone["ms"], 2)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    print(
+        json.dumps(
+            {"cores": cores, "agent": args.agent, "objective": args.objective, "rows": rows},
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
