@@ -25,7 +25,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Validate the config, build everything, resume if asked, and train."""
-    import torch
 
     from agents import make_agent
     from agents.run import validate_config
@@ -35,15 +34,20 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from mbrl_sam.logger import Logger
     from mbrl_sam.replay import SequenceReplay
     from mbrl_sam.replay_chunks import ReplayChunks
-    from mbrl_sam.runtime import matmul_precision, resolve_device, seed_everything, tune_allocator
+    from mbrl_sam.runtime import (
+        apply_threads,
+        matmul_precision,
+        resolve_device,
+        seed_everything,
+        tune_allocator,
+    )
     from mbrl_sam.trainer import Trainer
 
     STOP.training = False
     typed = validate_config(cfg, run_dir)
     tune_allocator()
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    apply_threads(cfg.threads)
     seed_everything(cfg.seed)
     env_kwargs = dict(obs=cfg.obs, action_repeat=cfg.action_repeat)
     env = make_env(cfg.task, seed=cfg.seed, **env_kwargs)

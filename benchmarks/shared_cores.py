@@ -5,14 +5,15 @@ Usage: python benchmarks/shared_cores.py [--seconds 25] [--agent dreamer] [--obj
 
 Each setting is timed (ms per update, median) alone, beside a single-threaded busy loop, and
 beside a second copy of itself (several seeds on one machine), all in fresh processes.
-Settings: `threads=auto` (the default: mbrl_sam.runtime.default_threads), every explicit thread
-count up to the machine's cores, and the same with OpenMP's passive wait policy. Run it on an
+Settings: the run's default (RunConfig.threads), torch's own default (all cores), every thread
+count up to the machine's cores, and each with OpenMP's passive wait policy too. Run it on an
 otherwise idle machine: the ratios are only as clean as the cores are.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -34,9 +35,14 @@ def worker(agent_name: str, objective: str, threads: str, seconds: float) -> dic
 
     from agents import make_agent
     from agents.run import load_config
+    from mbrl_sam.config import RunConfig
     from mbrl_sam.runtime import apply_threads
 
-    used = apply_threads(None if threads == "auto" else int(threads))
+    if threads == "auto":  # what a run gets without a threads= override
+        default = next(f.default for f in dataclasses.fields(RunConfig) if f.name == "threads")
+        used = apply_threads(default)
+    else:
+        used = apply_threads(None if threads == "torch" else int(threads))
     task = "dmc/cartpole-swingup"
     cfg = load_config(
         [f"agent={agent_name}", "size=tiny", f"objective={objective}", f"task={task}"]
@@ -57,13 +63,16 @@ def timed(setting: dict, other: str | None, args: argparse.Namespace) -> float:
     """ms per update of one worker with `setting`, beside `other` (None, busy, twin)."""
     env = {**os.environ, **setting.get("env", {})}
     env.pop("OMP_NUM_THREADS", None)  # the setting alone decides
-    cmd = [sys.executable, __file__, "--worker", setting["threads"], "--seconds", str(args.seconds)]
-    cmd += ["--agent", args.agent, "--objective", args.objective]
-    side = None
+
+    def command(seconds: float) -> list[str]:
+        cmd = [sys.executable, __file__, "--worker", setting["threads"], "--seconds", str(seconds)]
+        return [*cmd, "--agent", args.agent, "--objective", args.objective]
+
+    cmd, side = command(args.seconds), None
     if other == "busy":
         side = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
-    elif other == "twin":
-        side = subprocess.Popen([*cmd[:3], "--seconds", str(args.seconds * 2), *cmd[5:]], env=env)
+    elif other == "twin":  # outlasts the measured worker, start-up included
+        side = subprocess.Popen(command(args.seconds * 3), env=env)
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     finally:
@@ -80,18 +89,22 @@ def main() -> None:
     parser.add_argument("--agent", default="dreamer")
     parser.add_argument("--objective", default="sam")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # threads, in a child process
+    parser.add_argument("--settings", nargs="*", help="only these setting names (default: all)")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.agent, args.objective, args.worker, args.seconds)))
         return
     cores = os.cpu_count() or 1
-    settings = [{"name": "threads=auto (default)", "threads": "auto"}]
+    settings = [{"name": "default (RunConfig.threads)", "threads": "auto"}]
+    settings.append({"name": "torch's default", "threads": "torch"})
     for n in range(1, cores + 1):
         settings.append({"name": f"threads={n}", "threads": str(n)})
         passive = {"OMP_WAIT_POLICY": "PASSIVE"}
         settings.append(
             {"name": f"threads={n}, OMP_WAIT_POLICY=PASSIVE", "threads": str(n), "env": passive}
         )
+    if args.settings:
+        settings = [s for s in settings if s["name"] in args.settings]
     rows = []
     for setting in settings:
         alone = timed(setting, None, args)

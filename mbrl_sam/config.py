@@ -45,7 +45,10 @@ class RunConfig:
     steps: int = 5000  # env steps, counted with action repeat (the default run: minutes on a CPU)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    threads: int | None = None  # torch CPU threads; None keeps torch's default
+    # torch CPU threads. 1 keeps a run at its speed when other processes share the cores (on 2
+    # cores, torch's default of one thread per core ran 16-24x slower beside one busy process:
+    # benchmarks/shared_cores.py); null: torch's default, the fastest on an otherwise idle CPU.
+    threads: int | None = 1
     # highest (float32) | high (TF32 on CUDA) | medium (bfloat16 products, float32 sums: CUDA,
     # and CPUs with AMX or AVX512-BF16)
     matmul_precision: str = "highest"

@@ -63,7 +63,7 @@ def test_every_differing_defining_key_is_listed():
         ("steps=20000", "steps"),
         ("eval_every=500", "eval_every"),
         ("eval_episodes=2", "eval_episodes"),
-        ("threads=1", "threads"),
+        ("threads=2", "threads"),
         ("time_limit_minutes=30", "time_limit_minutes"),
         ("log_every=50", "log_every"),
         ("checkpoint_minutes=1", "checkpoint_minutes"),
