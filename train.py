@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mbrl_sam.errors import ConfigError, RunError
+from mbrl_sam.errors import ConfigError, RunError, is_disk_full
 from mbrl_sam.stop import StopSignal
 
 # Set by SIGTERM and SIGINT. During start-up a signal interrupts at once; while training, the
@@ -108,6 +108,10 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     except Exception as err:
+        if is_disk_full(err):  # a replay chunk or a log line; the checkpoint says it itself
+            where = getattr(err, "filename", None) or run_dir
+            print(f"error: no space left on device while writing {where}", file=sys.stderr)
+            sys.exit(1)
         log = run_dir / "error.log"
         try:
             with open(log, "a", encoding="utf-8") as f:

@@ -4,7 +4,6 @@ global random-number generator."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import random
@@ -16,7 +15,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from mbrl_sam.errors import ConfigError, RunError
+from mbrl_sam.errors import ConfigError, RunError, is_disk_full
 from mbrl_sam.runtime import seed_everything
 
 CHECKPOINT = "checkpoint.pt"  # its file name in a run_dir
@@ -105,22 +104,13 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if _disk_full(err):
+        if is_disk_full(err):
             raise RunError(
                 f"no space left on device while writing checkpoint {str(path)!r}; the previous "
                 "checkpoint is kept: free space and rerun to resume"
             ) from None
         raise
     _fsync_dir(path.parent)
-
-
-def _disk_full(err: BaseException | None) -> bool:
-    # torch's zip writer turns the OSError into "unexpected pos" and keeps it as the context.
-    while err is not None:
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            return True
-        err = err.__cause__ or err.__context__
-    return False
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,4 +1,7 @@
-"""Errors raised for bad user input, reported at start-up without a traceback."""
+"""Errors raised for bad user input, reported at start-up without a traceback, and for runs that
+cannot go on."""
+
+import errno
 
 
 class ConfigError(ValueError):
@@ -37,3 +40,13 @@ def check_range(name: str, value: object, low: float, high: float, high_open: bo
 class RunError(RuntimeError):
     """A run cannot go on (disk full, diverged, corrupt files); the message says why and what
     was kept."""
+
+
+def is_disk_full(err: BaseException | None) -> bool:
+    """True when `err`, or an error it was raised from or during, is "no space left on device"
+    (torch's zip writer, for one, turns it into a RuntimeError and keeps it as the context)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
