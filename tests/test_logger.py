@@ -100,3 +100,15 @@ def test_rewind_forgets_what_was_logged_after_the_checkpoint(tmp_path):
     scalars = events.Scalars("train/loss")
     assert [s.step for s in scalars] == list(range(8))
     assert [s.value for s in scalars] == [0, 1, 2, 3, 4, 5, 106, 107]
+
+
+def test_a_start_that_logs_nothing_leaves_no_files(tmp_path):
+    # A resume that stops before its first record used to add an empty TensorBoard event file.
+    for _ in range(3):
+        logger = Logger(tmp_path)
+        logger.rewind(0)
+        logger.close()
+    assert list(tmp_path.iterdir()) == []
+    with Logger(tmp_path) as logger:
+        logger.log(5, {"x": 1.0})
+    assert len(list((tmp_path / "tb").iterdir())) == 1
