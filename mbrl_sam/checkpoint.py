@@ -186,7 +186,7 @@ def remove_stale_temp(run_dir: str | os.PathLike) -> list[Path]:
     """Delete the temp files that writes cut short by a kill left in a run_dir."""
     run_dir = Path(run_dir)
     stale = [*run_dir.glob(f".{CHECKPOINT}.*.tmp"), *run_dir.glob(".*.sha256.tmp")]
-    stale += run_dir.glob("*.jsonl.tmp")
+    stale += [*run_dir.glob("*.jsonl.tmp"), *run_dir.glob(".*.json.*.tmp")]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -29,6 +29,7 @@ from mbrl_sam.environment import Env, random_action
 from mbrl_sam.errors import ConfigError, RunError
 from mbrl_sam.evaluation.episodes import run_episodes
 from mbrl_sam.logger import Logger
+from mbrl_sam.progress import write_json
 from mbrl_sam.replay import SequenceReplay
 from mbrl_sam.resume import move_aside_outputs, resumable_state
 from mbrl_sam.rollout import Rollout
@@ -160,8 +161,17 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Write the checkpoint (atomic, checksummed, the previous one kept)."""
+        """Write the checkpoint (atomic, checksummed, the previous one kept), and beside it
+        `progress.json`: how far the run is, for sweeps and status tables without torch."""
         save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict())
+        progress = {
+            "env_steps": self.env_steps,
+            "steps": int(self.cfg.steps),
+            "finished": self.counters.agent_steps >= self.cfg.steps // self.repeat,
+            "last_eval": None if np.isnan(self.last_eval_return) else self.last_eval_return,
+            "hours": self.train_hours(),
+        }
+        write_json(self.run_dir / "progress.json", progress)
 
     def load(self, state: dict[str, Any]) -> None:
         """Restore from a checkpoint's state."""

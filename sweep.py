@@ -1,0 +1,132 @@
+"""Run a grid of training runs: `python sweep.py suite=dmc_easy objective=erm,sam seeds=3`.
+
+Every `key=a,b` that is not a sweep option below is a train.py setting; comma lists multiply
+the grid (task x each list x seeds). The suite's protocol (obs, steps, action repeat, eval
+episodes) applies to every run unless set here. Each run gets a stable run_dir under `root`,
+named by its settings, so rerunning the same command skips finished runs, resumes interrupted
+ones from their checkpoints and retries failed ones; at the end report.py's report is written
+to `root/report`.
+
+Sweep options:
+  suite          a suite in configs/suite/ (or give task=a,b instead)
+  seeds          number of seeds, 0..N-1 (default 1; or seed=a,b for given ones)
+  root           where the run_dirs go (default runs/sweeps/<suite>)
+  launcher       local (default): subprocesses on this machine
+  max_parallel   runs at once (default: this machine's cores); each run uses one CPU thread
+                 (train.py's default, robust beside other runs), or threads=N if given
+  retries        extra attempts for a failed run (default 1)
+  status         true: print every run's state, env steps, last eval, hours and ETA, then exit
+  report         false: skip the report at the end
+Ctrl-C or SIGTERM stops every run at its next safe point (each writes its checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import MISSING
+
+from mbrl_sam.config import parse_options
+from mbrl_sam.errors import ConfigError, check_choice, check_int
+
+ROOT = Path(__file__).resolve().parent
+LAUNCHERS = ("local",)
+
+
+@dataclass
+class SweepOptions:
+    """sweep.py's own options; every other key=value goes to train.py."""
+
+    suite: str | None = None
+    seeds: int = 1
+    root: str = MISSING
+    launcher: str = "local"
+    max_parallel: int = os.cpu_count() or 1
+    retries: int = 1
+    status: bool = False
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("seeds", self.seeds, 1)
+        check_choice("launcher", self.launcher, LAUNCHERS)
+        check_int("max_parallel", self.max_parallel, 1)
+        check_int("retries", self.retries, 0)
+
+
+def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(sweep options, train.py settings) from `key=value` arguments."""
+    own = {f"{name}=" for name in SweepOptions.__dataclass_fields__}
+    mine = [a for a in argv if any(a.startswith(k) for k in own)]
+    return mine, [a for a in argv if a not in mine]
+
+
+def plan(argv: list[str]) -> tuple[SweepOptions, list]:
+    """The options and the grid's runs, every run's settings checked; ConfigError if not."""
+    from agents.run import load_config, validate_config
+    from mbrl_sam.evaluation.suites import load_suite
+    from mbrl_sam.sweep.grid import expand, parse_axes
+
+    mine, settings = split_args(argv)
+    if not any(a.startswith("root=") for a in mine):
+        suite_name = next((a.split("=", 1)[1] for a in mine if a.startswith("suite=")), "tasks")
+        mine.append(f"root=runs/sweeps/{suite_name}")
+    options = parse_options(SweepOptions, mine)
+    suite = load_suite(options.suite) if options.suite else None
+    runs = expand(suite, parse_axes(settings), list(range(options.seeds)), Path(options.root))
+    checked = set()
+    for run in runs:
+        # Seeds do not change what is valid: one check per task x setting.
+        key = tuple(o for o in run.overrides if not o.startswith("seed="))
+        if key not in checked:
+            checked.add(key)
+            validate_config(load_config(list(run.overrides)), run.run_dir)
+    return options, runs
+
+
+def main() -> None:
+    """Plan the sweep, then print its status or run it and write its report."""
+    from mbrl_sam.sweep.state import run_state, status_table
+
+    try:
+        options, runs = plan(sys.argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if options.status:
+        print(status_table([run_state(r.name, r.run_dir) for r in runs]))
+        return
+    from mbrl_sam.sweep.local import LocalLauncher
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        if not stop.is_set():
+            print(f"\n{signal.Signals(signum).name}: stopping every run at its next safe point.")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    parallel = min(options.max_parallel, len(runs))
+    launcher = LocalLauncher(ROOT / "train.py", parallel, options.retries)
+    print(f"Sweep of {len(runs)} runs in {options.root}: {parallel} at once")
+    launcher.run(runs, stop)
+    states = [run_state(r.name, r.run_dir) for r in runs]
+    print(status_table(states))
+    if stop.is_set():
+        sys.exit(130)
+    if options.report and any(s.state == "finished" for s in states):
+        from mbrl_sam.evaluation.report import write_report
+
+        out = Path(options.root) / "report"
+        write_report([Path(options.root)], out)
+        print(f"Report: {out / 'report.md'}")
+    sys.exit(0 if all(s.state == "finished" for s in states) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""sweep.py end to end: a sweep stopped by SIGTERM and rerun finishes without redoing runs."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = ["task=gym/Pendulum-v1", "agent=tdmpc", "size=tiny", "objective=erm,sam", "planner=none"]
+GRID += ["steps=400", "prefill=100", "eval_every=200", "eval_episodes=1", "max_parallel=1"]
+
+
+def _progress(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "progress.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def test_a_stopped_sweep_reruns_to_the_end_without_repeating_finished_runs(tmp_path):
+    cmd = [sys.executable, str(ROOT / "sweep.py"), *GRID, f"root={tmp_path}"]
+    first, second = (tmp_path / f"gym_Pendulum-v1.objective-{o}.seed-0" for o in ("erm", "sam"))
+    proc = subprocess.Popen([*cmd, "report=false"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    # Stop once the first run is done and the second has trained a little.
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _progress(first).get("finished") and "env steps" in _read(second / "train.log"):
+            break
+        time.sleep(0.2)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "stopped gym_Pendulum-v1.objective-sam.seed-0" in out
+    done = _progress(first)
+    evals_before = (first / "evals.jsonl").read_text()
+    assert done["finished"] and not _progress(second).get("finished")
+
+    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "start gym_Pendulum-v1.objective-erm" not in rerun.stdout  # finished: skipped
+    assert "Resuming" in _read(second / "train.log")
+    assert _progress(second)["finished"] and _progress(first) == done
+    assert (first / "evals.jsonl").read_text() == evals_before
+    assert "2 runs: 2 finished" in rerun.stdout and (tmp_path / "report" / "report.md").exists()
+
+
+def test_an_unknown_suite_or_launcher_is_one_line_at_start_up(tmp_path):
+    for args, word in ((["suite=nosuch"], "dmc_easy"), (["suite=dmc_easy", "launcher=x"], "local")):
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "sweep.py"), *args, f"root={tmp_path}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and word in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
