@@ -11,7 +11,9 @@ Sweep options:
   suite          a suite in configs/suite/ (or give task=a,b instead)
   seeds          number of seeds, 0..N-1 (default 1; or seed=a,b for given ones)
   root           where the run_dirs go (default runs/sweeps/<suite>)
-  launcher       local (default): subprocesses on this machine
+  launcher       local (default): subprocesses on this machine; ray: a Ray task per run (one
+                 CPU, or one GPU with device=cuda) on the cluster at ray.address (auto,
+                 host:port; unset: a local Ray); run_dirs must be on storage every node sees
   max_parallel   runs at once (default: this machine's cores); each run uses one CPU thread
                  (train.py's default, robust beside other runs), or threads=N if given
   retries        extra attempts for a failed run (default 1)
@@ -26,7 +28,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import MISSING
@@ -35,7 +37,14 @@ from mbrl_sam.config import parse_options
 from mbrl_sam.errors import ConfigError, check_choice, check_int
 
 ROOT = Path(__file__).resolve().parent
-LAUNCHERS = ("local",)
+LAUNCHERS = ("local", "ray")
+
+
+@dataclass
+class RayOptions:
+    """Where launcher=ray sends its tasks."""
+
+    address: str | None = None  # auto, host:port, or None: start a local Ray
 
 
 @dataclass
@@ -50,6 +59,7 @@ class SweepOptions:
     retries: int = 1
     status: bool = False
     report: bool = True
+    ray: RayOptions = field(default_factory=RayOptions)
 
     def __post_init__(self) -> None:
         check_int("seeds", self.seeds, 1)
@@ -60,7 +70,7 @@ class SweepOptions:
 
 def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
     """(sweep options, train.py settings) from `key=value` arguments."""
-    own = {f"{name}=" for name in SweepOptions.__dataclass_fields__}
+    own = {f"{name}=" for name in SweepOptions.__dataclass_fields__} | {"ray."}
     mine = [a for a in argv if any(a.startswith(k) for k in own)]
     return mine, [a for a in argv if a not in mine]
 
@@ -100,8 +110,6 @@ def main() -> None:
     if options.status:
         print(status_table([run_state(r.name, r.run_dir) for r in runs]))
         return
-    from mbrl_sam.sweep.local import LocalLauncher
-
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -112,8 +120,17 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     parallel = min(options.max_parallel, len(runs))
-    launcher = LocalLauncher(ROOT / "train.py", parallel, options.retries)
-    print(f"Sweep of {len(runs)} runs in {options.root}: {parallel} at once")
+    if options.launcher == "ray":
+        from mbrl_sam.sweep.ray_launcher import RayLauncher
+
+        launcher = RayLauncher(ROOT / "train.py", options.ray.address, parallel, options.retries)
+        where = f"Ray at {options.ray.address or 'a local Ray'}"
+    else:
+        from mbrl_sam.sweep.local import LocalLauncher
+
+        launcher = LocalLauncher(ROOT / "train.py", parallel, options.retries)
+        where = f"{parallel} at once on this machine"
+    print(f"Sweep of {len(runs)} runs in {options.root}: {where}", flush=True)
     launcher.run(runs, stop)
     states = [run_state(r.name, r.run_dir) for r in runs]
     print(status_table(states))
