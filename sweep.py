@@ -13,12 +13,15 @@ Sweep options:
   root           where the run_dirs go (default runs/sweeps/<suite>)
   launcher       local (default): subprocesses on this machine; ray: a Ray task per run (one
                  CPU, or one GPU with device=cuda) on the cluster at ray.address (auto,
-                 host:port; unset: a local Ray); run_dirs must be on storage every node sees
+                 host:port; unset: a local Ray); slurm: a Slurm job per run through submitit
+                 (slurm.partition, slurm.time_minutes, slurm.cpus, slurm.gpus, slurm.mem_gb,
+                 slurm.account, slurm.requeues); run_dirs must be on storage every node sees
   max_parallel   runs at once (default: this machine's cores); each run uses one CPU thread
                  (train.py's default, robust beside other runs), or threads=N if given
   retries        extra attempts for a failed run (default 1)
   status         true: print every run's state, env steps, last eval, hours and ETA, then exit
   report         false: skip the report at the end
+  print_job      true (with launcher=slurm): print a job's batch script and exit
 Ctrl-C or SIGTERM stops every run at its next safe point (each writes its checkpoint).
 """
 
@@ -35,9 +38,10 @@ from omegaconf import MISSING
 
 from mbrl_sam.config import parse_options
 from mbrl_sam.errors import ConfigError, check_choice, check_int
+from mbrl_sam.sweep.slurm_launcher import SlurmOptions
 
 ROOT = Path(__file__).resolve().parent
-LAUNCHERS = ("local", "ray")
+LAUNCHERS = ("local", "ray", "slurm")
 
 
 @dataclass
@@ -59,7 +63,9 @@ class SweepOptions:
     retries: int = 1
     status: bool = False
     report: bool = True
+    print_job: bool = False  # launcher=slurm: print the batch script of a job, then exit
     ray: RayOptions = field(default_factory=RayOptions)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
     def __post_init__(self) -> None:
         check_int("seeds", self.seeds, 1)
@@ -70,7 +76,7 @@ class SweepOptions:
 
 def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
     """(sweep options, train.py settings) from `key=value` arguments."""
-    own = {f"{name}=" for name in SweepOptions.__dataclass_fields__} | {"ray."}
+    own = {f"{name}=" for name in SweepOptions.__dataclass_fields__} | {"ray.", "slurm."}
     mine = [a for a in argv if any(a.startswith(k) for k in own)]
     return mine, [a for a in argv if a not in mine]
 
@@ -120,7 +126,21 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     parallel = min(options.max_parallel, len(runs))
-    if options.launcher == "ray":
+    if options.launcher == "slurm" and options.print_job:
+        from mbrl_sam.sweep.slurm_launcher import sbatch_script
+
+        print(sbatch_script(options.slurm, Path(options.root)))
+        return
+    if options.launcher == "slurm":
+        from mbrl_sam.sweep.slurm_launcher import SlurmLauncher
+
+        try:
+            launcher = SlurmLauncher(ROOT / "train.py", options.slurm, Path(options.root))
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        where = "Slurm, a job per run"
+    elif options.launcher == "ray":
         from mbrl_sam.sweep.ray_launcher import RayLauncher
 
         launcher = RayLauncher(ROOT / "train.py", options.ray.address, parallel, options.retries)

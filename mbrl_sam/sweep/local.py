@@ -22,8 +22,7 @@ from mbrl_sam.sweep.state import (
     release,
     run_state,
 )
-
-STOPPED = 130  # train.py's exit code after a signal (it has written its checkpoint)
+from mbrl_sam.sweep.worker import STOPPED
 
 
 @dataclass
