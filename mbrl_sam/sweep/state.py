@@ -105,12 +105,44 @@ def record_exit(run_dir: Path, code: int) -> dict:
     return record
 
 
+def _logged_since(run_dir: Path, progress: dict) -> dict:
+    """`progress` brought up to the run's last log line (written more often than checkpoints):
+    its env steps, hours and budget."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return progress
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 65536))
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written, or cut by the seek
+        if record.get("step", 0) > progress.get("env_steps", 0):
+            progress = {**progress, "env_steps": record["step"]}
+            progress["hours"] = record.get("train/hours", progress.get("hours"))
+        break
+    evals = run_dir / "evals.jsonl"
+    if evals.exists():
+        last = evals.read_text().splitlines()[-1:]
+        record = json.loads(last[0]) if last and last[0].endswith("}") else {}
+        if record:
+            progress = {**progress, "last_eval": sum(record["returns"]) / len(record["returns"])}
+    if "steps" not in progress and (run_dir / "config.yaml").exists():
+        for line in (run_dir / "config.yaml").read_text().splitlines():
+            if line.startswith("steps: "):
+                progress = {**progress, "steps": int(line.split()[1])}
+    return progress
+
+
 def run_state(name: str, run_dir: Path) -> RunState:
-    """The run's row, from its progress.json, lock and attempts."""
+    """The run's row, from its progress.json (or its logs, when newer), lock and attempts."""
     try:
         progress = json.loads((run_dir / "progress.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         progress = {}
+    progress = _logged_since(run_dir, progress)
     record = attempts(run_dir)
     if progress.get("finished"):
         state = "finished"
