@@ -8,6 +8,8 @@ ones from their checkpoints and retries failed ones; at the end report.py's repo
 to `root/report`.
 
 Sweep options:
+  experiment     a named sweep in configs/sweep/ (its arguments, which the command line's own
+                 override key by key; root defaults to runs/sweeps/<experiment>)
   suite          a suite in configs/suite/ (or give task=a,b instead)
   seeds          number of seeds, 0..N-1 (default 1; or seed=a,b for given ones)
   root           where the run_dirs go (default runs/sweeps/<suite>)
@@ -34,9 +36,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
-from mbrl_sam.config import parse_options
+from mbrl_sam.config import config_dir, parse_options
 from mbrl_sam.errors import ConfigError, check_choice, check_int
 from mbrl_sam.sweep.slurm_launcher import SlurmOptions
 
@@ -81,13 +83,32 @@ def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
     return mine, [a for a in argv if a not in mine]
 
 
+def experiments() -> list[str]:
+    """The named sweeps in configs/sweep/."""
+    return sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
+
+
+def with_experiment(argv: list[str]) -> list[str]:
+    """`experiment=<name>` replaced by the arguments of configs/sweep/<name>.yaml, which the
+    command line's own override key by key; a default root named after it."""
+    named = [a.split("=", 1)[1] for a in argv if a.startswith("experiment=")]
+    if not named:
+        return argv
+    check_choice("experiment", named[0], experiments())
+    saved = list(OmegaConf.load(config_dir() / "sweep" / f"{named[0]}.yaml").args)
+    given = {a.split("=", 1)[0] for a in argv}
+    kept = [a for a in saved if a.split("=", 1)[0] not in given]
+    rest = [a for a in argv if not a.startswith("experiment=")]
+    return [*kept, *rest] + ([] if "root" in given else [f"root=runs/sweeps/{named[0]}"])
+
+
 def plan(argv: list[str]) -> tuple[SweepOptions, list]:
     """The options and the grid's runs, every run's settings checked; ConfigError if not."""
     from agents.run import load_config, validate_config
     from mbrl_sam.evaluation.suites import load_suite
     from mbrl_sam.sweep.grid import expand, parse_axes
 
-    mine, settings = split_args(argv)
+    mine, settings = split_args(with_experiment(argv))
     if not any(a.startswith("root=") for a in mine):
         suite_name = next((a.split("=", 1)[1] for a in mine if a.startswith("suite=")), "tasks")
         mine.append(f"root=runs/sweeps/{suite_name}")

@@ -61,3 +61,18 @@ def test_an_unknown_suite_or_launcher_is_one_line_at_start_up(tmp_path):
 
 def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+def test_every_named_experiment_plans_a_valid_grid(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    import sweep
+
+    names = sweep.experiments()
+    assert "tdmpc_walker100k" in names and "dmc_easy_cut" in names
+    for name in names:
+        options, runs = sweep.plan([f"experiment={name}", f"root={tmp_path / name}"])
+        assert runs and all(r.run_dir.parent == tmp_path / name for r in runs)
+    # The command line overrides an experiment's setting key by key.
+    _, runs = sweep.plan(["experiment=tdmpc_walker100k", "objective=sam", "steps=5000"])
+    assert [r.name for r in runs] == ["dmc_walker-walk.objective-sam.seed-0"]
+    assert "steps=5000" in runs[0].overrides and "steps=100000" not in runs[0].overrides
