@@ -167,6 +167,23 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
             aggregates[m] = {
                 name: interval(fn, matrices[m], reps=reps) for name, fn in AGGREGATES.items()
             }
+    # Per suite too when the runs span several: each has its own normalisation and task set.
+    by_suite: dict[str, list[str]] = {}
+    for task in common:
+        suite = suite_of(task)
+        by_suite.setdefault(suite.name if suite else "no suite", []).append(task)
+    suite_aggregates = {}
+    if len(by_suite) > 1:
+        for name, suite_tasks in by_suite.items():
+            suite_aggregates[name] = {
+                m: {
+                    k: interval(
+                        fn, score_matrix([r for r in runs if r.method == m], suite_tasks), reps=reps
+                    )
+                    for k, fn in AGGREGATES.items()
+                }
+                for m in methods
+            }
     improvement = {}
     for a in methods:
         for b in methods:
@@ -204,6 +221,7 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
         "aggregate_tasks": common,
         "table": table,
         "aggregates": aggregates,
+        "suite_aggregates": suite_aggregates,
         "improvement": improvement,
     }
 
@@ -304,6 +322,12 @@ def markdown(report: dict, plots: list[str]) -> str:
         lines += ["", "| method | " + " | ".join(AGGREGATES) + " |"]
         lines.append("|---|" + "---|" * len(AGGREGATES))
         for m, aggs in report["aggregates"].items():
+            cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in aggs.values()]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for suite, per_method in report.get("suite_aggregates", {}).items():
+        lines += ["", f"### Suite {suite}", ""]
+        lines += ["| method | " + " | ".join(AGGREGATES) + " |", "|---|" + "---|" * len(AGGREGATES)]
+        for m, aggs in per_method.items():
             cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in aggs.values()]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     if report["measures"]:

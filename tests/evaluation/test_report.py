@@ -264,3 +264,25 @@ def test_video_of_an_env_that_cannot_render_fails_before_any_episode():
 
     with make_env("gym/CartPole-v1") as env, pytest.raises(ConfigError, match="video=true"):
         check_renders(env, "gym/CartPole-v1")
+
+
+def test_runs_of_several_suites_are_also_aggregated_per_suite(tmp_path):
+    def run(task: str, method: str, ret: float) -> Run:
+        name = f"{task.replace('/', '_')}_{method}"
+        return Run(tmp_path / name, task, method, 0, [(0, 0.0), (100, ret)], [ret], {})
+
+    runs = [
+        run(t, m, r)
+        for t, r in (("atari/Boxing", 12.1), ("atari/Pong", -20.7))
+        for m in ("erm", "sam")
+    ]
+    runs += [run("dmc/walker-walk", "erm", 420.0), run("dmc/walker-walk", "sam", 600.0)]
+    report = build_report(runs, reps=20)
+    suites = report["suite_aggregates"]
+    assert sorted(suites) == ["atari100k", "dmc_easy"]
+    mean = suites["atari100k"]["erm"]["mean"][0]
+    assert mean == pytest.approx((1.0 + 0.0) / 2)  # Boxing at human level, Pong at random
+    assert suites["dmc_easy"]["sam"]["mean"][0] == pytest.approx(0.6)
+    assert "### Suite atari100k" in markdown(report, [])
+    one_suite = build_report([r for r in runs if r.task.startswith("atari")], reps=20)
+    assert one_suite["suite_aggregates"] == {}
