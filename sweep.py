@@ -113,6 +113,7 @@ def plan(argv: list[str]) -> tuple[SweepOptions, list]:
         suite_name = next((a.split("=", 1)[1] for a in mine if a.startswith("suite=")), "tasks")
         mine.append(f"root=runs/sweeps/{suite_name}")
     options = parse_options(SweepOptions, mine)
+    options.root = str(Path(options.root).expanduser())
     suite = load_suite(options.suite) if options.suite else None
     runs = expand(suite, parse_axes(settings), list(range(options.seeds)), Path(options.root))
     checked = set()
