@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 GRID = ["task=gym/Pendulum-v1,gym/MountainCarContinuous-v0", "agent=tdmpc", "size=tiny"]
-GRID += ["objective=erm,sam", "planner=none", "steps=400", "prefill=100", "eval_every=200"]
+GRID += ["objective=erm,sam", "planner=none", "steps=300", "prefill=100", "eval_every=300"]
 GRID += ["eval_episodes=1", "checkpoint_minutes=0.02"]
 
 
