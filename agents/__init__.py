@@ -8,6 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from agents.dreamer import DreamerAgent, DreamerConfig
+from agents.storm import StormAgent, StormConfig
 from agents.tdmpc import TDMPCAgent, TDMPCConfig
 from envs.base import EnvSpec
 from mbrl_sam.agent import WorldModelAgent
@@ -19,6 +20,7 @@ from mbrl_sam.planners import PlannerConfig
 AGENTS: dict[str, tuple[type, type]] = {
     "dreamer": (DreamerAgent, DreamerConfig),
     "tdmpc": (TDMPCAgent, TDMPCConfig),
+    "storm": (StormAgent, StormConfig),
 }
 
 

@@ -102,12 +102,15 @@ def world_model_groups(run: RunConfig) -> list[str]:
     import torch
 
     from mbrl_sam.world_models.dreamer import DreamerWorldModel
+    from mbrl_sam.world_models.storm import StormWorldModel
     from mbrl_sam.world_models.tdmpc import TDMPCWorldModel
 
+    obs_shape = (3, 64, 64) if run.obs == "pixels" else (1,)
     with torch.device("meta"):
         if run.agent.name == "dreamer":
-            obs_shape = (3, 64, 64) if run.obs == "pixels" else (1,)
             model = DreamerWorldModel(obs_shape, 1, run.agent.model)
+        elif run.agent.name == "storm":
+            model = StormWorldModel(obs_shape, 1, run.agent.model, run.agent.batch_length - 1)
         else:
             model = TDMPCWorldModel(1, 1, run.agent.model)
     return list(model.param_groups())

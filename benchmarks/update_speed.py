@@ -4,6 +4,7 @@ that plan, the planning latency per action; print JSON.
 Usage: python benchmarks/update_speed.py [--agent dreamer] [--sizes tiny S] [--repeats 10]
        python benchmarks/update_speed.py --agent tdmpc --sizes 1M 5M --task dmc/dog-run
        python benchmarks/update_speed.py --agent tdmpc --sizes 1M --against agent.compile=true
+       python benchmarks/update_speed.py --agent storm --sizes tiny M --task atari/Pong --obs pixels
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from agents import make_agent
 from agents.run import load_config
 from mbrl_sam.runtime import matmul_precision, resolve_device, tune_allocator
 
-DEFAULT_SIZES = {"dreamer": ["tiny", "S"], "tdmpc": ["1M", "5M"]}
+DEFAULT_SIZES = {"dreamer": ["tiny", "S"], "tdmpc": ["1M", "5M"], "storm": ["tiny", "M"]}
 
 RATIO_KEYS = ("erm_model_ms", "sam_model_ms", "erm_full_update_ms", "sam_full_update_ms", "act_ms")
 

@@ -33,7 +33,7 @@ class SizeConfig:
 class RunConfig:
     """Every key of a run; `python train.py key=value` overrides any of them."""
 
-    agent: Any = MISSING  # the agent's own schema: agents/dreamer.py, agents/tdmpc.py
+    agent: Any = MISSING  # the agent's own schema: agents/dreamer.py, tdmpc.py, storm.py
     objective: ObjectiveConfig = MISSING
     planner: PlannerConfig = MISSING
     size: SizeConfig = MISSING

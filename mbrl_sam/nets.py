@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +13,7 @@ from mbrl_sam.distributions import softmax
 from mbrl_sam.errors import check_choice
 
 NORMS = ("layer", "rms", "none")
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU}  # silu: DreamerV3's; relu: STORM's
 
 
 def make_norm(dim: int, kind: str) -> nn.Module:
@@ -39,12 +42,30 @@ def init_linear(layer: nn.Module, scale: float = 1.0) -> None:
             layer.bias.zero_()
 
 
-class DenseBlock(nn.Sequential):
-    """Linear, norm, SiLU: the unit layer of every MLP here."""
+def make_act(kind: str) -> nn.Module:
+    """An activation by name: SiLU or ReLU."""
+    check_choice("act", kind, ACTIVATIONS)
+    return ACTIVATIONS[kind]()
 
-    def __init__(self, in_dim: int, out_dim: int, norm: str = "layer") -> None:
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run a block with `module` in eval mode (no dropout), restoring each submodule's mode."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class DenseBlock(nn.Sequential):
+    """Linear, norm, activation (SiLU unless given): the unit layer of every MLP here."""
+
+    def __init__(self, in_dim: int, out_dim: int, norm: str = "layer", act: str = "silu") -> None:
         super().__init__(
-            nn.Linear(in_dim, out_dim, bias=norm == "none"), make_norm(out_dim, norm), nn.SiLU()
+            nn.Linear(in_dim, out_dim, bias=norm == "none"), make_norm(out_dim, norm), make_act(act)
         )
         init_linear(self[0])
 
@@ -60,10 +81,11 @@ class MLP(nn.Sequential):
         out_dim: int | None = None,
         norm: str = "layer",
         outscale: float = 1.0,
+        act: str = "silu",
     ) -> None:
         blocks: list[nn.Module] = []
         for i in range(layers):
-            blocks.append(DenseBlock(in_dim if i == 0 else units, units, norm))
+            blocks.append(DenseBlock(in_dim if i == 0 else units, units, norm, act))
         if out_dim is not None:
             head = nn.Linear(units if layers else in_dim, out_dim)
             init_linear(head, outscale)
@@ -105,14 +127,16 @@ class BlockLinear(nn.Module):
 class ConvEncoder(nn.Module):
     """Strided convolutions from a (3, 64, 64) uint8 image to a flat embedding."""
 
-    def __init__(self, channels: int, depth: int, mults: tuple[int, ...], norm: str) -> None:
+    def __init__(
+        self, channels: int, depth: int, mults: tuple[int, ...], norm: str, act: str = "silu"
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = channels
         for mult in mults:
             out_ch = depth * mult
             layers += [nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False), ChannelNorm(out_ch, norm)]
-            layers.append(nn.SiLU())
+            layers.append(make_act(act))
             in_ch = out_ch
         self.net = nn.Sequential(*layers)
         self.out_dim = in_ch * (64 // 2 ** len(mults)) ** 2
@@ -125,21 +149,35 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Transposed convolutions from a feature vector back to a (C, 64, 64) image in [0, 1]."""
+    """Transposed convolutions from a feature vector back to a (C, 64, 64) image.
+
+    layout "dreamer": a plain projection and a sigmoid output in [0, 1] (DreamerV3); "storm": the
+    projection normed and activated like the conv layers, and a linear output (STORM)."""
 
     def __init__(
-        self, in_dim: int, channels: int, depth: int, mults: tuple[int, ...], norm: str
+        self,
+        in_dim: int,
+        channels: int,
+        depth: int,
+        mults: tuple[int, ...],
+        norm: str,
+        act: str = "silu",
+        layout: str = "dreamer",
     ) -> None:
         super().__init__()
+        check_choice("decoder layout", layout, ("dreamer", "storm"))
         self.start = 64 // 2 ** len(mults)
         self.start_ch = depth * mults[-1]
+        self.sigmoid = layout == "dreamer"
         self.project = nn.Linear(in_dim, self.start_ch * self.start**2)
         init_linear(self.project)
         layers: list[nn.Module] = []
+        if layout == "storm":
+            layers += [ChannelNorm(self.start_ch, norm), make_act(act)]
         chans = [depth * m for m in reversed(mults)]
         for in_ch, out_ch in zip(chans[:-1], chans[1:]):
             layers += [nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False)]
-            layers += [ChannelNorm(out_ch, norm), nn.SiLU()]
+            layers += [ChannelNorm(out_ch, norm), make_act(act)]
         layers.append(nn.ConvTranspose2d(chans[-1], channels, 4, 2, 1))
         self.net = nn.Sequential(*layers)
 
@@ -147,8 +185,8 @@ class ConvDecoder(nn.Module):
         """Decode features of shape (..., in_dim) to images (..., C, 64, 64)."""
         lead = feat.shape[:-1]
         x = self.project(feat.reshape(-1, feat.shape[-1]))
-        x = x.reshape(-1, self.start_ch, self.start, self.start)
-        x = torch.sigmoid(self.net(x))
+        x = self.net(x.reshape(-1, self.start_ch, self.start, self.start))
+        x = torch.sigmoid(x) if self.sigmoid else x
         return x.reshape(*lead, *x.shape[1:])
 
 

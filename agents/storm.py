@@ -1,0 +1,211 @@
+"""STORM: a transformer world model trained by a pluggable objective, actor-critic in
+imagination (the same behaviour learning as Dreamer, started from the transformer's states)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.base import EnvSpec
+from mbrl_sam.agent import AgentConfig, model_step
+from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from mbrl_sam.errors import ConfigError, check_int
+from mbrl_sam.nets import eval_mode
+from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
+from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
+from mbrl_sam.planners import PlannerConfig
+from mbrl_sam.world_models.storm import StormModelConfig, StormWorldModel
+
+# The last act_context latents and actions taken at them, and the features acted on.
+ActState = tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass
+class StormConfig(AgentConfig):
+    """`agent=storm`: its values are in configs/agent/storm.yaml, sizes in
+    configs/preset/storm_<size>.yaml."""
+
+    name: str = "storm"
+    model: StormModelConfig = field(default_factory=StormModelConfig)
+    model_opt: OptimizerConfig = field(default_factory=OptimizerConfig)
+    behavior: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    act_context: int = 16  # past steps the acting agent's transformer sees (STORM: 16)
+    compile: bool = False  # torch.compile the networks' forward passes
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        tokens = self.batch_length - 1  # a replayed sequence's tokens: the learned positions
+        check_int("agent.act_context", self.act_context, 1)
+        if self.act_context > tokens:
+            raise ConfigError(
+                f"agent.act_context={self.act_context} is not valid; it must be at most "
+                f"agent.batch_length - 1 = {tokens}, the positions the transformer learns"
+            )
+        if self.behavior.horizon > tokens:
+            raise ConfigError(
+                f"agent.behavior.horizon={self.behavior.horizon} is not valid for agent=storm; "
+                f"it must be at most agent.batch_length - 1 = {tokens}"
+            )
+
+
+class StormAgent:
+    """Acts on the current frame's latent and the transformer's summary of the steps before;
+    learns model, then behaviour, per update."""
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        cfg: StormConfig,
+        objective: ObjectiveConfig,
+        planner: PlannerConfig,
+        device: torch.device,
+    ) -> None:
+        if planner.name not in ("auto", "none"):
+            raise ConfigError(
+                f"planner={planner.name!r} is not valid for agent=storm, which acts with its "
+                "actor; choose one of: auto, none"
+            )
+        self.spec, self.device, self.cfg = spec, device, cfg
+        self.world_model = StormWorldModel(
+            spec.obs_shape, spec.action_dim, cfg.model, max_len=cfg.batch_length - 1
+        )
+        feat_dim = self.world_model.stoch_dim + cfg.model.dim
+        self.ac = ActorCritic(feat_dim, spec.action_dim, spec.discrete, cfg.behavior)
+        self.world_model.to(device)
+        self.ac.to(device)
+        self.model_optimizer = ClosureOptimizer(
+            self.world_model.parameters(),
+            lr=cfg.model_opt.lr,
+            eps=cfg.model_opt.eps,
+            clip=cfg.model_opt.clip,
+            objective=build_objective(objective),
+            perturbed=select_params(self.world_model.param_groups(), objective.perturb),
+        )
+        self._loss = self.world_model.loss
+        if cfg.compile:
+            # Compiled in place, so checkpoints keep their keys; cached steps change shape each
+            # step, so only the whole-sequence loss and the networks' forward passes compile.
+            wm = self.world_model
+            for module in (wm.encoder, wm.decoder, wm.reward_head, wm.termination_head):
+                module.compile()
+            self._loss = torch.compile(wm.loss)
+
+    def _obs_tensor(self, obs: np.ndarray | Tensor) -> Tensor:
+        obs = torch.as_tensor(obs, device=self.device)
+        return obs if obs.dtype == torch.uint8 else obs.float()
+
+    @torch.no_grad()
+    def act(
+        self, obs: np.ndarray, state: ActState | None, is_first: bool, explore: bool
+    ) -> tuple[np.ndarray, ActState]:
+        """Pick an action for one observation; `state` carries the recent latents and actions."""
+        wm = self.world_model
+        with eval_mode(wm):
+            stoch = wm.sample(wm.posterior_logits(self._obs_tensor(obs)[None]))
+            if state is None or is_first:
+                window = stoch.new_zeros(1, 0, *stoch.shape[1:])
+                actions = stoch.new_zeros(1, 0, self.spec.action_dim)
+                hidden = stoch.new_zeros(1, self.cfg.model.dim)  # nothing before the first step
+            else:
+                window, actions, _ = state
+                hidden = wm.window_hidden(window, actions)
+            feat = wm.features({"stoch": stoch, "hidden": hidden})
+            dist = self.ac.actor(feat)
+            action = dist.clip(dist.sample()) if explore else dist.mode()
+        keep = self.cfg.act_context
+        window = torch.cat([window, stoch[:, None]], 1)[:, -keep:]
+        actions = torch.cat([actions, action[:, None]], 1)[:, -keep:]
+        return action[0].cpu().numpy(), (window, actions, feat)
+
+    def model_loss(self, batch: dict[str, Tensor]) -> Callable[[], tuple[Tensor, dict]]:
+        """The world-model loss on a (B, T) batch as a closure."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return lambda: self._loss(batch)
+
+    def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
+        """One world-model step through the objective; returns the loss aux and metrics."""
+        return model_step(self, batch, step)
+
+    def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
+        """One world-model step (through the objective), then one actor and critic step on
+        rollouts imagined from the batch's steps."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        aux, metrics = self.model_step(batch, step)
+        with eval_mode(self.world_model):  # imagination without dropout
+            start, start_cont = self.world_model.starts(
+                aux["post"]["stoch"], batch, self.cfg.behavior.horizon
+            )
+            behavior = self.ac.update(self.world_model, start, start_cont)
+        metrics.update({f"behavior/{k}": v for k, v in behavior.items()})
+        return metrics
+
+    @property
+    def discount(self) -> float:
+        """The discount the critic's values are defined with."""
+        return self.ac.discount
+
+    @torch.no_grad()
+    def state_value(self, obs: np.ndarray, act_state: ActState) -> float:
+        """The critic's value of the features `act` just acted on (act_state from that act)."""
+        return float(self.ac.value(act_state[2])[0])
+
+    @torch.no_grad()
+    def open_loop(
+        self, episode: dict[str, Tensor], starts: Tensor, horizon: int
+    ) -> dict[str, Tensor]:
+        """From the posterior at each start, with the act_context real steps before it as
+        context, roll the prior with the real actions; predicted against real rewards, latents
+        (against the posterior's samples) and observations."""
+        wm = self.world_model
+        ep = {k: v.to(self.device) for k, v in episode.items()}
+        starts = starts.to(self.device)
+        keep = self.cfg.act_context
+        with eval_mode(wm):
+            obs = self._obs_tensor(ep["obs"])
+            post = wm.sample(wm.posterior_logits(obs))
+            actions = ep["action"].float()
+            # Each start's window of the steps before it; steps before the episode are padding.
+            offsets = torch.arange(-keep, 0, device=self.device)
+            index = starts[:, None] + offsets
+            valid = index >= 0
+            index = index.clamp_min(0)
+            window, taken = post[index], actions[index + 1]
+            stoch = post[starts]
+            out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": [], "obs_mse": []}
+            for k in range(1, horizon + 1):
+                window = torch.cat([window[:, 1:], stoch[:, None]], 1)
+                taken = torch.cat([taken[:, 1:], actions[starts + k][:, None]], 1)
+                valid = torch.cat([valid[:, 1:], valid.new_ones(len(starts), 1)], 1)
+                hidden = wm.window_hidden(window, taken, valid)
+                stoch = wm.sample(wm.prior_logits(hidden))
+                feat = wm.features({"stoch": stoch, "hidden": hidden})
+                out["reward_pred"].append(wm.reward(feat))
+                error = (stoch - post[starts + k]).pow(2)
+                out["latent_mse"].append(error.flatten(1).mean(-1))
+                error = (wm.decode(stoch) - wm.obs_target(obs[starts + k])).pow(2)
+                out["obs_mse"].append(error.flatten(1).mean(-1))
+        result = {k: torch.stack(v, 1) for k, v in out.items()}
+        steps = starts[:, None] + torch.arange(1, horizon + 1, device=self.device)
+        result["reward_true"] = ep["reward"][steps].float()
+        return result
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume learning: weights and optimizer states."""
+        return {
+            "wm": self.world_model.state_dict(),
+            "ac": self.ac.state_dict(),
+            "wm_opt": self.model_optimizer.state_dict(),
+            "ac_opt": self.ac.optimizer_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict()`."""
+        self.world_model.load_state_dict(state["wm"])
+        self.ac.load_state_dict(state["ac"])
+        self.model_optimizer.load_state_dict(state["wm_opt"])
+        self.ac.load_optimizer_state(state["ac_opt"])
