@@ -54,7 +54,8 @@ class StormModelConfig:
     mults: tuple[int, ...] = (1, 2, 4, 8)
     units: int = 512  # reward and termination heads (and state-obs encoder, decoder) width
     head_layers: int = 2
-    norm: str = "layer"  # in encoder, decoder and heads (STORM: BatchNorm in the conv nets)
+    norm: str = "layer"  # in the heads (and the state-obs encoder and decoder)
+    conv_norm: str = "layer"  # over channels in the conv encoder and decoder (STORM: BatchNorm)
     act: str = "relu"
     unimix: float = 0.01
     bins: int = 255
@@ -74,6 +75,7 @@ class StormModelConfig:
             )
         check_range("agent.model.dropout", self.dropout, 0.0, 1.0, high_open=True)
         check_choice("agent.model.norm", self.norm, NORMS)
+        check_choice("agent.model.conv_norm", self.conv_norm, NORMS)
         check_choice("agent.model.act", self.act, ACTIVATIONS)
         check_range("agent.model.unimix", self.unimix, 0.0, 1.0, high_open=True)
         check_int("agent.model.bins", self.bins, 2)
@@ -103,9 +105,9 @@ class StormWorldModel(nn.Module):
         self.stoch_dim = cfg.stoch * cfg.classes
         if self.pixels:
             channels, mults = obs_shape[0], tuple(cfg.mults)
-            self.encoder = ConvEncoder(channels, cfg.depth, mults, cfg.norm, cfg.act)
+            self.encoder = ConvEncoder(channels, cfg.depth, mults, cfg.conv_norm, cfg.act)
             self.decoder = ConvDecoder(
-                self.stoch_dim, channels, cfg.depth, mults, cfg.norm, cfg.act, "storm"
+                self.stoch_dim, channels, cfg.depth, mults, cfg.conv_norm, cfg.act, "storm"
             )
         else:
             self.encoder = MLP(obs_shape[0], cfg.units, cfg.head_layers, norm=cfg.norm, act=cfg.act)
