@@ -160,7 +160,8 @@ def official_terms(official: nn.Module, batch: dict, stoch: torch.Tensor) -> dic
 
 def compare(checkout: Path, batch: dict, action_dim: int, seed: int, heads_eps: float) -> dict:
     """Both losses and gradients on one batch."""
-    run = load_config(["agent=storm", "size=M", "agent.model.conv_norm=none", "agent.model.dropout=0"])
+    overrides = ["agent=storm", "size=M", "agent.model.conv_norm=none", "agent.model.dropout=0"]
+    run = load_config(overrides)
     agent_cfg = typed(StormConfig, run.agent)
     torch.manual_seed(seed)
     ours = StormWorldModel((3, 64, 64), action_dim, agent_cfg.model, agent_cfg.batch_length - 1)
