@@ -46,6 +46,11 @@ class StormConfig(AgentConfig):
                 f"agent.act_context={self.act_context} is not valid; it must be at most "
                 f"agent.batch_length - 1 = {tokens}, the positions the transformer learns"
             )
+        if self.model.cpc_steps > tokens:
+            raise ConfigError(
+                f"agent.model.cpc_steps={self.model.cpc_steps} is not valid; it must be at most "
+                f"agent.batch_length - 1 = {tokens}"
+            )
         if self.behavior.horizon > tokens:
             raise ConfigError(
                 f"agent.behavior.horizon={self.behavior.horizon} is not valid for agent=storm; "

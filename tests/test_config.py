@@ -42,7 +42,7 @@ def test_every_node_of_the_composed_config_has_a_schema(agent):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["agent=foo"], "agent='foo' is not valid; choose one of: dreamer, tdmpc"),
+        (["agent=foo"], "agent='foo' is not valid; choose one of: dreamer, storm, tdmpc"),
         (["objective=adam"], "objective='adam' is not valid; choose one of: asam, erm, sam"),
         (["planner=foo"], "planner='foo' is not valid; choose one of: auto, cem, mppi, none"),
         (["agent.batch_size=abc"], "agent.batch_size='abc' is not valid: Value 'abc'"),

@@ -30,13 +30,14 @@ from mbrl_sam.distributions import (
     symlog,
     unimix_probs,
 )
-from mbrl_sam.errors import ConfigError, check_choice, check_int, check_range
+from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive, check_range
 from mbrl_sam.nets import ACTIVATIONS, MLP, NORMS, ConvDecoder, ConvEncoder, make_act
+from mbrl_sam.world_models.cpc import ActionConditionedCPC
 from mbrl_sam.world_models.transformer import CausalTransformer, empty_cache, segment_mask
 
 State = dict[str, Tensor]  # stoch (N, S, K), hidden (N, dim), and the transformer's cache
 
-LOSS_TERMS = ("rec", "rew", "ter", "dyn", "rep")
+LOSS_TERMS = ("rec", "rew", "ter", "dyn", "rep", "cpc")
 
 
 @dataclass
@@ -60,14 +61,30 @@ class StormModelConfig:
     unimix: float = 0.01
     bins: int = 255
     free_bits: float = 1.0  # nats, on the batch-mean KL (as STORM)
+    # TWISTER's action-conditioned contrastive predictive coding over this many future steps
+    # (TWISTER: 10; 0: off, as STORM), its heads' width and its per-step weight decay.
+    cpc_steps: int = 0
+    cpc_units: int = 512
+    cpc_decay: float = 0.75
     loss_scales: dict[str, float] = field(
-        default_factory=lambda: {"rec": 1.0, "rew": 1.0, "ter": 1.0, "dyn": 0.5, "rep": 0.1}
+        default_factory=lambda: {
+            "rec": 1.0,
+            "rew": 1.0,
+            "ter": 1.0,
+            "dyn": 0.5,
+            "rep": 0.1,
+            "cpc": 1.0,
+        }  # fmt: skip
     )
 
     def __post_init__(self) -> None:
         for key in ("stoch", "classes", "dim", "layers", "heads", "ffn", "depth", "units"):
             check_int(f"agent.model.{key}", getattr(self, key), 1)
         check_int("agent.model.head_layers", self.head_layers, 0)
+        check_int("agent.model.cpc_steps", self.cpc_steps, 0)
+        check_int("agent.model.cpc_units", self.cpc_units, 1)
+        check_positive("agent.model.cpc_decay", self.cpc_decay)
+        check_range("agent.model.cpc_decay", self.cpc_decay, 0.0, 1.0)
         if self.dim % self.heads:
             raise ConfigError(
                 f"agent.model.dim={self.dim} is not valid; it must be a multiple of "
@@ -133,10 +150,22 @@ class StormWorldModel(nn.Module):
         )
         self.termination_head = MLP(cfg.dim, cfg.units, cfg.head_layers, 1, cfg.norm, act=cfg.act)
         self.twohot = SymlogTwoHot(cfg.bins, -20.0, 20.0)  # STORM's reward bins
+        self.cpc = None
+        if cfg.cpc_steps:
+            # TWISTER's query is the transformer output with the prior's sample of the next latent.
+            self.cpc = ActionConditionedCPC(
+                self.stoch_dim + cfg.dim,
+                self.stoch_dim,
+                action_dim,
+                cfg.cpc_steps,
+                cfg.cpc_units,
+                cfg.cpc_units,
+                decay=cfg.cpc_decay,
+            )
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named parameter groups, for choosing which parameters an objective perturbs."""
-        return {
+        groups = {
             "encoder": [*self.encoder.parameters(), *self.post_head.parameters()],
             "transformer": [
                 *self.stem.parameters(),
@@ -147,6 +176,9 @@ class StormWorldModel(nn.Module):
             "reward": list(self.reward_head.parameters()),
             "continue": list(self.termination_head.parameters()),
         }
+        if self.cpc is not None:
+            groups["cpc"] = list(self.cpc.parameters())
+        return groups
 
     # -- pieces -------------------------------------------------------------------------------
 
@@ -217,8 +249,15 @@ class StormWorldModel(nn.Module):
         rep_kl = masked_mean(categorical_kl(post[:, 1:], prior.detach()).sum(-1), valid)
         dyn, rep = kl.clamp_min(cfg.free_bits), rep_kl.clamp_min(cfg.free_bits)
         terms = {"rec": rec, "rew": rew, "ter": ter, "dyn": dyn, "rep": rep}
+        metrics = {}
+        if self.cpc is not None:
+            # TWISTER leaves both sides attached: the loss shapes encoder and transformer alike.
+            query = torch.cat([self.sample(self.prior_logits(hidden)).flatten(-2), hidden], -1)
+            terms["cpc"], metrics = self.cpc.loss(
+                query, stoch.flatten(-2), batch["action"].float(), batch["is_first"]
+            )
         loss = sum(scales.get(k, 0.0) * v for k, v in terms.items())
-        metrics = {f"{k}_loss": v.detach() for k, v in terms.items()}
+        metrics.update({f"{k}_loss": v.detach() for k, v in terms.items()})
         metrics["kl"] = kl.detach()
         metrics["prior_entropy"] = masked_mean(categorical_entropy(prior).sum(-1), valid).detach()
         metrics["post_entropy"] = categorical_entropy(post).sum(-1).mean().detach()

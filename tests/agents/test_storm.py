@@ -130,3 +130,26 @@ def test_a_stopped_and_resumed_pong_run_ends_bit_identical(tmp_path):
         assert a[part].keys() == b[part].keys()
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
+
+
+def test_the_flatness_tools_measure_its_world_model_with_dropout_on():
+    """Hessian-vector products through the transformer, dropout included (the probe fixes its
+    draws): the operator is symmetric, and the top eigenvalue is positive and finite."""
+    from mbrl_sam.evaluation.flatness import MeasureConfig, sharpness_measures, world_model_probe
+
+    a = agent()
+    g = torch.Generator().manual_seed(0)
+    is_first = torch.zeros(2, 20, dtype=torch.bool)
+    is_first[:, 0] = True
+    batch = {"obs": torch.randn(2, 20, 5, generator=g), "action": torch.rand(2, 20, 2) * 2 - 1,
+             "reward": torch.randn(2, 20, generator=g), "is_first": is_first,
+             "is_terminal": torch.zeros(2, 20, dtype=torch.bool)}  # fmt: skip
+    cfg = MeasureConfig(groups="transformer", lanczos_steps=4, trace_samples=1)
+    probe = world_model_probe(a, batch, cfg)
+    assert a.world_model.training and probe.dim == sum(
+        p.numel() for p in a.world_model.param_groups()["transformer"]
+    )
+    u, v = torch.randn(probe.dim), torch.randn(probe.dim)
+    assert float(u @ probe.hvp(v)) == pytest.approx(float(v @ probe.hvp(u)), rel=1e-3)
+    out = sharpness_measures(a, batch, cfg)
+    assert 0 < out["top_eigenvalue"] < float("inf") and np.isfinite(out["sam_sharpness"])

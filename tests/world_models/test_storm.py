@@ -227,3 +227,23 @@ def test_parameter_groups_cover_the_model_once():
     assert list(groups) == ["encoder", "transformer", "decoder", "reward", "continue"]
     ids = [id(p) for ps in groups.values() for p in ps]
     assert len(ids) == len(set(ids)) == len(list(wm.parameters()))
+
+
+def test_twisters_contrastive_term_joins_the_loss_with_its_own_group():
+    wm = world_model(cpc_steps=3, cpc_units=8)
+    assert list(wm.param_groups())[-1] == "cpc"
+    data = batch()
+    torch.manual_seed(3)
+    loss, aux = wm.loss(data)
+    metrics = aux["metrics"]
+    assert {"cpc_loss", "cpc_acc", "cpc_loss_3"} <= set(metrics)
+    scales = {"rec": 1.0, "rew": 1.0, "ter": 1.0, "dyn": 0.5, "rep": 0.1, "cpc": 1.0}
+    total = sum(scales[k] * float(metrics[f"{k}_loss"]) for k in scales)
+    assert float(loss.detach()) == pytest.approx(total, rel=1e-5)
+    # Its gradient reaches the transformer and the encoder (TWISTER detaches neither side).
+    wm.cfg.loss_scales.update({k: 0.0 for k in ("rec", "rew", "ter", "dyn", "rep")})
+    torch.manual_seed(3)
+    wm.loss(data)[0].backward()
+    for group in ("transformer", "encoder", "cpc"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in wm.param_groups()[group])
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in wm.decoder.parameters())
