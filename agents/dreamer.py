@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from envs.base import EnvSpec
-from mbrl_sam.agent import AgentConfig, model_step
+from mbrl_sam.agent import AgentConfig
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from mbrl_sam.behavior.imagination_agent import ImaginationAgent
 from mbrl_sam.distributions import symlog
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
@@ -35,7 +34,7 @@ class DreamerConfig(AgentConfig):
     behavior: ActorCriticConfig = field(default_factory=ActorCriticConfig)
 
 
-class DreamerAgent:
+class DreamerAgent(ImaginationAgent):
     """Acts with the posterior latent and the actor; learns model, then behaviour, per update."""
 
     def __init__(
@@ -71,10 +70,6 @@ class DreamerAgent:
                 )
             # Latent MPC: plan action sequences through the RSSM, the critic closing the horizon.
             self.planner = make_planner(planner.name, spec.action_dim, planner, device)
-
-    def _obs_tensor(self, obs: np.ndarray | Tensor) -> Tensor:
-        obs = torch.as_tensor(obs, device=self.device)
-        return obs if obs.dtype == torch.uint8 else obs.float()
 
     @torch.no_grad()
     def act(
@@ -124,15 +119,6 @@ class DreamerAgent:
             weight = weight * self.ac.discount * self.world_model.cont(feat)
         return ret + weight * self.ac.value(feat)
 
-    def model_loss(self, batch: dict[str, Tensor]) -> Callable[[], tuple[Tensor, dict]]:
-        """The world-model loss on a (B, T) batch as a closure."""
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        return lambda: self.world_model.loss(batch)
-
-    def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
-        """One world-model step through the objective; returns the loss aux and metrics."""
-        return model_step(self, batch, step)
-
     def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
         """One world-model step (through the objective), then one actor and critic step."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -142,11 +128,6 @@ class DreamerAgent:
         behavior = self.ac.update(self.world_model, start, start_cont)
         metrics.update({f"behavior/{k}": v for k, v in behavior.items()})
         return metrics
-
-    @property
-    def discount(self) -> float:
-        """The discount the critic's values are defined with."""
-        return self.ac.discount
 
     @torch.no_grad()
     def state_value(self, obs: np.ndarray, act_state: ActState) -> float:
@@ -180,19 +161,3 @@ class DreamerAgent:
         steps = starts[:, None] + torch.arange(1, horizon + 1, device=starts.device)
         result["reward_true"] = ep["reward"][steps].float()
         return result
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume learning: weights and optimizer states."""
-        return {
-            "wm": self.world_model.state_dict(),
-            "ac": self.ac.state_dict(),
-            "wm_opt": self.model_optimizer.state_dict(),
-            "ac_opt": self.ac.optimizer_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from `state_dict()`."""
-        self.world_model.load_state_dict(state["wm"])
-        self.ac.load_state_dict(state["ac"])
-        self.model_optimizer.load_state_dict(state["wm_opt"])
-        self.ac.load_optimizer_state(state["ac_opt"])

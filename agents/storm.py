@@ -3,17 +3,16 @@ imagination (the same behaviour learning as Dreamer, started from the transforme
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from envs.base import EnvSpec
-from mbrl_sam.agent import AgentConfig, model_step
+from mbrl_sam.agent import AgentConfig
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from mbrl_sam.behavior.imagination_agent import ImaginationAgent
 from mbrl_sam.errors import ConfigError, check_int
 from mbrl_sam.nets import eval_mode
 from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
@@ -58,7 +57,7 @@ class StormConfig(AgentConfig):
             )
 
 
-class StormAgent:
+class StormAgent(ImaginationAgent):
     """Acts on the current frame's latent and the transformer's summary of the steps before;
     learns model, then behaviour, per update."""
 
@@ -91,18 +90,13 @@ class StormAgent:
             objective=build_objective(objective),
             perturbed=select_params(self.world_model.param_groups(), objective.perturb),
         )
-        self._loss = self.world_model.loss
         if cfg.compile:
             # Compiled in place, so checkpoints keep their keys; cached steps change shape each
             # step, so only the whole-sequence loss and the networks' forward passes compile.
             wm = self.world_model
             for module in (wm.encoder, wm.decoder, wm.reward_head, wm.termination_head):
                 module.compile()
-            self._loss = torch.compile(wm.loss)
-
-    def _obs_tensor(self, obs: np.ndarray | Tensor) -> Tensor:
-        obs = torch.as_tensor(obs, device=self.device)
-        return obs if obs.dtype == torch.uint8 else obs.float()
+            self.loss_fn = torch.compile(wm.loss)
 
     @torch.no_grad()
     def act(
@@ -127,15 +121,6 @@ class StormAgent:
         actions = torch.cat([actions, action[:, None]], 1)[:, -keep:]
         return action[0].cpu().numpy(), (window, actions, feat)
 
-    def model_loss(self, batch: dict[str, Tensor]) -> Callable[[], tuple[Tensor, dict]]:
-        """The world-model loss on a (B, T) batch as a closure."""
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        return lambda: self._loss(batch)
-
-    def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
-        """One world-model step through the objective; returns the loss aux and metrics."""
-        return model_step(self, batch, step)
-
     def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
         """One world-model step (through the objective), then one actor and critic step on
         rollouts imagined from the batch's steps."""
@@ -148,11 +133,6 @@ class StormAgent:
             behavior = self.ac.update(self.world_model, start, start_cont)
         metrics.update({f"behavior/{k}": v for k, v in behavior.items()})
         return metrics
-
-    @property
-    def discount(self) -> float:
-        """The discount the critic's values are defined with."""
-        return self.ac.discount
 
     @torch.no_grad()
     def state_value(self, obs: np.ndarray, act_state: ActState) -> float:
@@ -198,19 +178,3 @@ class StormAgent:
         steps = starts[:, None] + torch.arange(1, horizon + 1, device=self.device)
         result["reward_true"] = ep["reward"][steps].float()
         return result
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume learning: weights and optimizer states."""
-        return {
-            "wm": self.world_model.state_dict(),
-            "ac": self.ac.state_dict(),
-            "wm_opt": self.model_optimizer.state_dict(),
-            "ac_opt": self.ac.optimizer_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from `state_dict()`."""
-        self.world_model.load_state_dict(state["wm"])
-        self.ac.load_state_dict(state["ac"])
-        self.model_optimizer.load_state_dict(state["wm_opt"])
-        self.ac.load_optimizer_state(state["ac_opt"])

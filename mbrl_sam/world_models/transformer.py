@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Cache = dict[str, Tensor]  # context_k/context_v (L, B, h, Tc, d), context_mask (N, Tc),
-# own_k/own_v (L, N, h, t, d), pos (N,): what `step` reads and returns
+# What `step` reads and returns: context_k/context_v (L, B, h, Tc, d), context_mask (N, Tc),
+# own_k<l>/own_v<l> (N, h, t, d) for each layer l (apart, so that a step copies only the layer
+# it appends to), pos (N,).
+Cache = dict[str, Tensor]
 
 
 class AttentionBlock(nn.Module):
@@ -124,13 +126,11 @@ class CausalTransformer(nn.Module):
         """One token per rollout, x (N, dim) at position cache["pos"] (the caller keeps it below
         max_len); the output (N, dim) and the cache with the token's keys and values appended."""
         h = self._embed(x[:, None], cache["pos"][:, None])
-        own_k, own_v = [], []
+        new = dict(cache, pos=cache["pos"] + 1)
         for i, block in enumerate(self.blocks):
             context = (cache["context_k"][i], cache["context_v"][i], cache["context_mask"])
-            h, k, v = block.step(h, context, (cache["own_k"][i], cache["own_v"][i]))
-            own_k.append(k)
-            own_v.append(v)
-        new = dict(cache, own_k=torch.stack(own_k), own_v=torch.stack(own_v), pos=cache["pos"] + 1)
+            own = (cache[f"own_k{i}"], cache[f"own_v{i}"])
+            h, new[f"own_k{i}"], new[f"own_v{i}"] = block.step(h, context, own)
         return h[:, 0], new
 
 
@@ -146,12 +146,8 @@ def segment_mask(is_first: Tensor) -> Tensor:
 def empty_cache(context_k: Tensor, context_v: Tensor, context_mask: Tensor, pos: Tensor) -> Cache:
     """A cache of rollouts that have no tokens of their own yet."""
     layers, _, heads, _, d = context_k.shape
-    own = context_k.new_zeros(layers, context_mask.shape[0], heads, 0, d)
-    return {
-        "context_k": context_k,
-        "context_v": context_v,
-        "context_mask": context_mask,
-        "own_k": own,
-        "own_v": own,
-        "pos": pos,
-    }
+    own = context_k.new_zeros(context_mask.shape[0], heads, 0, d)
+    cache = {"context_k": context_k, "context_v": context_v, "context_mask": context_mask}
+    for i in range(layers):
+        cache[f"own_k{i}"], cache[f"own_v{i}"] = own, own
+    return {**cache, "pos": pos}

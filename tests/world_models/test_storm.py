@@ -208,7 +208,7 @@ def test_cached_and_uncached_rollouts_give_the_same_latents():
         scratch_h, scratch_z = rollout_from_scratch(wm, data, stoch, actions, seed=5)
     torch.testing.assert_close(cached_h, scratch_h, atol=1e-5, rtol=0)
     assert torch.equal(cached_z, scratch_z)
-    assert state["own_k"].shape[-2] == horizon
+    assert state["own_k1"].shape[-2] == horizon
 
 
 def test_imagined_features_carry_reward_and_termination_from_the_hidden_part():

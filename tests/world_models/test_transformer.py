@@ -58,7 +58,7 @@ def test_cached_steps_equal_the_whole_sequence_at_once():
     for t in range(context, 9):
         h, cache = net.step(x[:, t].repeat_interleave(rollouts, 0), cache)
         torch.testing.assert_close(h, full[:, t].repeat_interleave(rollouts, 0), atol=1e-5, rtol=0)
-    assert cache["own_k"].shape == (2, 2 * rollouts, 4, 9 - context, 4)
+    assert cache["own_k1"].shape == (2 * rollouts, 4, 9 - context, 4)
     assert cache["pos"].tolist() == [9] * 6
 
 
