@@ -1,5 +1,5 @@
 """The agent interfaces: what the training loop needs (`Agent`) and what evaluation and the
-flatness measurements need on top (`WorldModelAgent`). Both agents in `agents/` satisfy both."""
+flatness measurements need on top (`WorldModelAgent`). Every agent in `agents/` satisfies both."""
 
 from __future__ import annotations
 
