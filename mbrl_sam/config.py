@@ -61,6 +61,9 @@ class RunConfig:
     replay_capacity: int = 1_000_000  # env-step records kept (pixels are stored as uint8)
     eval_every: int = 1000  # env steps between evaluations
     eval_episodes: int = 5
+    # Evaluate with the agent's exploring (sampled) actions instead of its greedy ones, as
+    # STORM and DreamerV3 report Atari scores; evaluation has its own RNG either way.
+    eval_explore: bool = False
     log_every: int = 1000  # env steps between train-metric logs
     checkpoint_minutes: float = 10.0  # also written at the end and on Ctrl-C
     time_limit_minutes: float | None = None  # stop (evaluate, checkpoint) after this long
@@ -104,6 +107,7 @@ STEERING = (
     "steps",
     "eval_every",
     "eval_episodes",
+    "eval_explore",
     "log_every",
     "checkpoint_minutes",
     "time_limit_minutes",

@@ -387,13 +387,16 @@ class Trainer:
         self._window.clear()
 
     def evaluate(self) -> dict[str, float]:
-        """Run cfg.eval_episodes greedy episodes on the eval env and log their returns.
+        """Run cfg.eval_episodes episodes on the eval env (greedy, or sampling actions with
+        cfg.eval_explore) and log their returns.
 
         Evaluation draws from its own seeded generators, so when and how often a run evaluates
         never changes its training; a stop request abandons it (a resume redoes it)."""
         seed = seeds.training_evaluation(int(self.cfg.seed))
         with self._abandonable(), isolated_rng(seed + self.env_steps):
-            episodes = run_episodes(self.agent, self.eval_env, self.cfg.eval_episodes, seed)
+            episodes = run_episodes(
+                self.agent, self.eval_env, self.cfg.eval_episodes, seed, self.cfg.eval_explore
+            )
         returns = [e["return"] for e in episodes]
         result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns))}
         self.logger.log(self.env_steps, result, "eval")

@@ -185,3 +185,19 @@ def test_signals_during_a_slow_checkpoint_write_cannot_abort_it(tmp_path, monkey
     # The periodic write ran to its end, then the run stopped at its next safe point.
     assert len(writes) == 2 and writes[0] == writes[1] == 1
     assert load_checkpoint(tmp_path / "checkpoint.pt")["counters"]["agent_steps"] == 1
+
+
+@pytest.mark.parametrize("explore", [False, True])
+def test_evaluation_acts_greedily_unless_eval_explore(tmp_path, explore):
+    args = ["task=gym/Pendulum-v1", "planner=none", "eval_episodes=1", f"eval_explore={explore}"]
+    t = trainer(tmp_path, *args)
+    seen = []
+    act = t.agent.act
+
+    def recording_act(obs, state, is_first, explore):
+        seen.append(explore)
+        return act(obs, state, is_first, explore)
+
+    t.agent.act = recording_act
+    t.evaluate()
+    assert len(seen) == 200 and set(seen) == {explore}
