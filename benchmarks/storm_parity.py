@@ -25,7 +25,6 @@ STORM's (1e-5).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from harness import filled_replay
+from storm_reference import official_modules
 from torch import nn
 
 from agents import typed
@@ -92,18 +92,7 @@ def build_official(
     checkout: Path, action_dim: int, ours: StormWorldModel
 ) -> tuple[nn.Module, dict[str, str]]:
     """The official WorldModel at our size, BatchNorm removed, with our weights."""
-    sys.path.insert(0, str(checkout))
-    # Its world model imports its own `agents` module, whose name ours holds: swap it in while
-    # the official code is imported.
-    ours_agents = sys.modules["agents"]
-    spec = importlib.util.spec_from_file_location("agents", checkout / "agents.py")
-    sys.modules["agents"] = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(sys.modules["agents"])
-        from sub_models.world_models import WorldModel  # the official code, not ours
-    finally:
-        sys.modules["agents"] = ours_agents
-
+    WorldModel, _ = official_modules(checkout)
     cfg = ours.cfg
     official = WorldModel(3, action_dim, ours.max_len + 1, cfg.dim, cfg.layers, cfg.heads)
     official.use_amp = False  # float32 on the CPU; its autocast blocks read this flag
