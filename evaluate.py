@@ -45,7 +45,7 @@ class EvaluateOptions:
 
 def check_renders(env: Any, task: str) -> None:
     """ConfigError, before any episode is played, if `env` cannot render video frames."""
-    from envs.base import RenderUnavailable
+    from mbrl_sam.environment import RenderUnavailable
 
     env.reset(seed=0)
     try:

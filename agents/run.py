@@ -7,27 +7,58 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from agents import AGENTS, make_agent, typed
+from agents import AGENTS, make_agent
 from envs import make_env, validate_task
 from mbrl_sam.checkpoint import CHECKPOINT, PREVIOUS, load_latest
 from mbrl_sam.config import RunConfig, config_dir
 from mbrl_sam.errors import ConfigError
-from mbrl_sam.objectives import ObjectiveConfig
-from mbrl_sam.planners import PlannerConfig
+from mbrl_sam.objectives import OBJECTIVE_CONFIGS
+from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig
+from mbrl_sam.registry import (
+    agent_entry,
+    check_supports,
+    resolve_perturb,
+    typed,
+    world_model_groups,
+)
 from mbrl_sam.runtime import resolve_device, seed_everything
 
 
 def register_schemas() -> None:
-    """Put the schemas where the YAML in configs/ extends them (`/schema/...`)."""
+    """Give Hydra the schemas, which hold every default: the run's (configs/config.yaml extends
+    it) and, as config groups, each registered agent, objective and planner; agents that bring
+    their size presets as data add them to the `preset` group."""
     store = ConfigStore.instance()
     store.store(name="run", node=RunConfig, group="schema")
-    store.store(name="objective", node=ObjectiveConfig, group="schema")
-    store.store(name="planner", node=PlannerConfig, group="schema")
-    for name, (_, schema) in AGENTS.items():
-        store.store(name=name, node=schema, group="schema/agent")
+    for name, objective in OBJECTIVE_CONFIGS.items():
+        store.store(name=name, node=objective, group="objective")
+    for name in PLANNER_NAMES:
+        store.store(name=name, node=PlannerConfig(name=name), group="planner")
+    for name, entry in AGENTS.items():
+        store.store(name=name, node=entry.config, group="agent")
+        for size, values in (entry.presets or {}).items():
+            store.store(name=f"{name}_{size}", node=dict(values), group="preset", package="agent")
+
+
+def agent_sizes(name: str) -> list[str]:
+    """The sizes `size=` takes for agent `name` (its presets), smallest world model first."""
+    entry = agent_entry(name)
+    if entry.presets is not None:
+        sizes = list(entry.presets)
+    else:
+        sizes = [p.stem[len(name) + 1 :] for p in config_dir().glob(f"preset/{name}_*.yaml")]
+
+    def params(size: str) -> int:
+        cfg = load_config([f"agent={name}", f"size={size}"])
+        with torch.device("meta"):
+            model = entry.world_model((3, 64, 64), 4, typed(entry.config, cfg.agent))
+        return sum(p.numel() for p in model.parameters())
+
+    return sorted(sizes, key=params)
 
 
 def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -53,6 +84,12 @@ def compose_error(err: BaseException) -> str:
         group, value = missing.groups()
         listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
         options = [o.strip() for o in listed.group(1).splitlines()] if listed else []
+        agent = max((a for a in AGENTS if value.startswith(f"{a}_")), key=len, default=None)
+        if group == "preset" and agent is not None:  # presets are named <agent>_<size>
+            size = value[len(agent) + 1 :]
+            sizes = [o[len(agent) + 1 :] for o in options if o.startswith(f"{agent}_")]
+            listed = ", ".join(sizes)
+            return f"size={size!r} is not valid for agent={agent}; choose one of: {listed}"
         return f"{group}={value!r} is not valid; choose one of: {', '.join(options)}"
     merging = re.search(r"Error merging override (\S+?)=(.*)", text)
     if merging:
@@ -73,8 +110,11 @@ def compose_error(err: BaseException) -> str:
 
 
 def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
-    """The run config as typed objects, with every range checked; ConfigError naming the first
+    """The run config as typed objects, with every range checked and `objective.perturb=auto`
+    resolved (in `cfg` too, so the saved config names the groups); ConfigError naming the first
     invalid value and what would be valid."""
+    entry = agent_entry(cfg.agent.name)
+    cfg.objective.perturb = resolve_perturb(entry, cfg.objective.perturb)
     try:
         run = OmegaConf.to_object(cfg)
     except ConfigError:
@@ -82,6 +122,7 @@ def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
     except Exception as err:  # a missing or mistyped value OmegaConf meets while building
         raise ConfigError(str(err).splitlines()[0]) from None
     validate_task(run.task, run.obs)
+    check_supports(entry, obs=run.obs, planner=run.planner.name)
     check_param_groups(run)
     checkpoint = Path(run_dir) / CHECKPOINT
     has_checkpoint = checkpoint.exists() or (Path(run_dir) / PREVIOUS).exists()
@@ -95,27 +136,6 @@ def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
     return run
 
 
-def world_model_groups(run: RunConfig) -> list[str]:
-    """The names of the agent's world-model parameter groups, which objective.perturb and
-    measure.groups choose from. Read off a copy built on the meta device (no memory, no values,
-    no env: the observation and action sizes do not change the names, the config can)."""
-    import torch
-
-    from mbrl_sam.world_models.dreamer import DreamerWorldModel
-    from mbrl_sam.world_models.storm import StormWorldModel
-    from mbrl_sam.world_models.tdmpc import TDMPCWorldModel
-
-    obs_shape = (3, 64, 64) if run.obs == "pixels" else (1,)
-    with torch.device("meta"):
-        if run.agent.name == "dreamer":
-            model = DreamerWorldModel(obs_shape, 1, run.agent.model)
-        elif run.agent.name == "storm":
-            model = StormWorldModel(obs_shape, 1, run.agent.model, run.agent.batch_length - 1)
-        else:
-            model = TDMPCWorldModel(1, 1, run.agent.model)
-    return list(model.param_groups())
-
-
 def check_param_groups(run: RunConfig) -> None:
     """objective.perturb and measure.groups: `all` or '+'-joined names of the agent's world-model
     groups. Checked at start-up: measure.groups was otherwise first read at the first
@@ -123,7 +143,7 @@ def check_param_groups(run: RunConfig) -> None:
     specs = {"objective.perturb": run.objective.perturb, "measure.groups": run.measure.groups}
     if all(spec == "all" for spec in specs.values()):
         return  # the common case needs no model
-    groups = world_model_groups(run)
+    groups = world_model_groups(agent_entry(run.agent.name), run.agent, run.obs)
     for key, spec in specs.items():
         unknown = [name for name in str(spec).split("+") if name not in groups]
         if spec != "all" and unknown:
@@ -147,7 +167,7 @@ def saved_config(path: Path) -> DictConfig:
             parent, _, leaf = old.rpartition(".")
             OmegaConf.update(cfg, new, value)
             del OmegaConf.select(cfg, parent)[leaf]
-    typed(AGENTS[cfg.agent.name][1], cfg.agent)  # raises on a value the schema refuses
+    typed(agent_entry(cfg.agent.name).config, cfg.agent)  # raises on a value the schema refuses
     return cfg
 
 

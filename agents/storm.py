@@ -4,20 +4,22 @@ imagination (the same behaviour learning as Dreamer, started from the transforme
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from envs.base import EnvSpec
 from mbrl_sam.agent import AgentConfig
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from mbrl_sam.behavior.imagination_agent import ImaginationAgent
+from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError, check_int
 from mbrl_sam.nets import eval_mode
 from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
 from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
 from mbrl_sam.planners import PlannerConfig
+from mbrl_sam.registry import AgentEntry
 from mbrl_sam.world_models.storm import StormModelConfig, StormWorldModel
 
 # The last act_context latents and actions taken at them, and the features acted on.
@@ -26,15 +28,33 @@ ActState = tuple[Tensor, Tensor, Tensor]
 
 @dataclass
 class StormConfig(AgentConfig):
-    """`agent=storm`: its values are in configs/agent/storm.yaml, sizes in
-    configs/preset/storm_<size>.yaml."""
+    """`agent=storm`: STORM's values (weipu-zhang/STORM 1c50658) except where a comment names
+    theirs; sizes in configs/preset/storm_<size>.yaml (the defaults are its published size, M)."""
 
     name: str = "storm"
+    batch_size: int = 16
+    batch_length: int = 64  # 63 tokens per sequence: the transformer's positions (STORM: 64)
+    prefill: Any = 4096  # env steps of random actions (STORM: 1,024 agent steps at repeat 4)
+    catch_up: bool = False
+    train_ratio: float = 1024  # one 16 x 64 update per agent step, as STORM
+    act_context: int = 16  # past steps the acting agent's transformer sees, as STORM
+    compile: bool = False  # torch.compile the loss and the networks' forward passes
     model: StormModelConfig = field(default_factory=StormModelConfig)
-    model_opt: OptimizerConfig = field(default_factory=OptimizerConfig)
-    behavior: ActorCriticConfig = field(default_factory=ActorCriticConfig)
-    act_context: int = 16  # past steps the acting agent's transformer sees (STORM: 16)
-    compile: bool = False  # torch.compile the networks' forward passes
+    model_opt: OptimizerConfig = field(
+        default_factory=lambda: OptimizerConfig(lr=1e-4, eps=1e-8, clip=1000.0)
+    )
+    # STORM: one Adam for actor and critic, lr 3e-5, eps 1e-5, clip 100; horizon 16; discount
+    # 0.985; it regularises toward the slow critic's lambda-return (ours: its value).
+    behavior: ActorCriticConfig = field(
+        default_factory=lambda: ActorCriticConfig(
+            units=512,
+            layers=2,
+            horizon=16,
+            discount_horizon=66.6667,
+            actor_lr=3e-5,
+            critic_lr=3e-5,
+        )
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,6 +77,13 @@ class StormConfig(AgentConfig):
             )
 
 
+def build_world_model(
+    obs_shape: tuple[int, ...], action_dim: int, cfg: StormConfig
+) -> StormWorldModel:
+    """The agent's world model (also built on the meta device to read its group names)."""
+    return StormWorldModel(obs_shape, action_dim, cfg.model, max_len=cfg.batch_length - 1)
+
+
 class StormAgent(ImaginationAgent):
     """Acts on the current frame's latent and the transformer's summary of the steps before;
     learns model, then behaviour, per update."""
@@ -69,15 +96,8 @@ class StormAgent(ImaginationAgent):
         planner: PlannerConfig,
         device: torch.device,
     ) -> None:
-        if planner.name not in ("auto", "none"):
-            raise ConfigError(
-                f"planner={planner.name!r} is not valid for agent=storm, which acts with its "
-                "actor; choose one of: auto, none"
-            )
         self.spec, self.device, self.cfg = spec, device, cfg
-        self.world_model = StormWorldModel(
-            spec.obs_shape, spec.action_dim, cfg.model, max_len=cfg.batch_length - 1
-        )
+        self.world_model = build_world_model(spec.obs_shape, spec.action_dim, cfg)
         feat_dim = self.world_model.stoch_dim + cfg.model.dim
         self.ac = ActorCritic(feat_dim, spec.action_dim, spec.discrete, cfg.behavior)
         self.world_model.to(device)
@@ -178,3 +198,14 @@ class StormAgent(ImaginationAgent):
         steps = starts[:, None] + torch.arange(1, horizon + 1, device=self.device)
         result["reward_true"] = ep["reward"][steps].float()
         return result
+
+
+ENTRY = AgentEntry(
+    name="storm",
+    build=StormAgent,
+    config=StormConfig,
+    world_model=build_world_model,
+    # SAM on the whole world model, not actor or critic, as the paper's transformer agent
+    # (TWISTER-SAM, stablegradients/TWISTER).
+    perturb="all",
+)

@@ -9,15 +9,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from omegaconf import MISSING
 from torch import Tensor
 
-from envs.base import EnvSpec
 from mbrl_sam.agent import AgentConfig, model_step
+from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError, check_positive, check_range
 from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
 from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
-from mbrl_sam.planners import PlannerConfig, make_planner
+from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig, make_planner
+from mbrl_sam.registry import AgentEntry
 from mbrl_sam.world_models.tdmpc import TDMPCModelConfig, TDMPCWorldModel, squashed_log_prob
 
 
@@ -76,18 +76,32 @@ class PolicyOptimizerConfig(OptimizerConfig):
 
 @dataclass
 class TDMPCConfig(AgentConfig):
-    """`agent=tdmpc`: its values are in configs/agent/tdmpc.yaml, sizes in
-    configs/preset/tdmpc_<size>.yaml. Its batch_length is the model's horizon + 1."""
+    """`agent=tdmpc`: TD-MPC2's values (nicklashansen/tdmpc2 e9f5932 `config.yaml`); sizes in
+    configs/preset/tdmpc_<size>.yaml (the defaults are its 5M model). Its batch_length is the
+    model's horizon + 1."""
 
     name: str = "tdmpc"
-    discount: Any = MISSING  # auto (from the episode length) or a number in (0, 1]
-    tau: float = MISSING  # target-Q EMA rate
-    entropy_coef: float = MISSING
-    scale_rate: float = MISSING  # EMA rate of the Q scale in the policy loss
-    compile: bool = MISSING  # torch.compile the MLPs, the loss and the planner's value estimate
+    batch_size: int = 256
+    batch_length: int = 4  # horizon + 1: the model is unrolled for 3 steps per window
+    train_ratio: float = 1024  # 256 x 4 replayed steps per agent step: one update per step
+    prefill: Any = "auto"  # TD-MPC2's seed phase: max(1000, 5 x episode length) agent steps
+    catch_up: bool = True  # then as many updates as seed steps in one burst, as TD-MPC2
+    # auto: TD-MPC2's clamp((L/5 - 1) / (L/5), 0.95, 0.995) for episodes of L agent steps (0.99
+    # for DMC's 500, 0.995 for 1000); or a number in (0, 1]
+    discount: Any = "auto"
+    tau: float = 0.01  # target-Q EMA rate
+    entropy_coef: float = 1e-4
+    scale_rate: float = 0.01  # EMA rate of the Q scale in the policy loss
+    # torch.compile every MLP, the training loss and the planner's value estimate (a slow start,
+    # faster steps)
+    compile: bool = False
     model: TDMPCModelConfig = field(default_factory=TDMPCModelConfig)
-    model_opt: ModelOptimizerConfig = field(default_factory=ModelOptimizerConfig)
-    pi_opt: PolicyOptimizerConfig = field(default_factory=PolicyOptimizerConfig)
+    model_opt: ModelOptimizerConfig = field(
+        default_factory=lambda: ModelOptimizerConfig(lr=3e-4, eps=1e-8, clip=20.0)
+    )
+    pi_opt: PolicyOptimizerConfig = field(
+        default_factory=lambda: PolicyOptimizerConfig(lr=3e-4, eps=1e-5, clip=20.0)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,6 +116,13 @@ class TDMPCConfig(AgentConfig):
         check_range("agent.entropy_coef", self.entropy_coef, 0.0, float("inf"))
 
 
+def build_world_model(
+    obs_shape: tuple[int, ...], action_dim: int, cfg: TDMPCConfig
+) -> TDMPCWorldModel:
+    """The agent's world model (also built on the meta device to read its group names)."""
+    return TDMPCWorldModel(obs_shape[0], action_dim, cfg.model)
+
+
 class TDMPCAgent:
     """Plans with the world model to act; updates model (objective), then policy, per batch."""
 
@@ -113,15 +134,10 @@ class TDMPCAgent:
         planner: PlannerConfig,
         device: torch.device,
     ) -> None:
-        if spec.discrete or len(spec.obs_shape) != 1:
-            raise ConfigError(
-                "agent=tdmpc needs vector observations (obs=state) and continuous actions; "
-                "for pixels or discrete actions use agent=dreamer"
-            )
         self.spec, self.device, self.cfg = spec, device, cfg
         self.discount = resolve_discount(cfg.discount, spec)
         self.tau, self.entropy_coef = cfg.tau, cfg.entropy_coef
-        self.world_model = TDMPCWorldModel(spec.obs_shape[0], spec.action_dim, cfg.model)
+        self.world_model = build_world_model(spec.obs_shape, spec.action_dim, cfg)
         self.world_model.to(device)
         self._loss, self._plan_value = self.world_model.loss, self.estimate_value
         if cfg.compile:
@@ -314,3 +330,18 @@ class TDMPCAgent:
         self.model_optimizer.load_state_dict(state["wm_opt"])
         self.pi_opt.load_state_dict(state["pi_opt"])
         self.q_scale.value.copy_(state["q_scale"])
+
+
+ENTRY = AgentEntry(
+    name="tdmpc",
+    build=TDMPCAgent,
+    config=TDMPCConfig,
+    world_model=build_world_model,
+    # As the paper's TD-MPC2-SAM (stablegradients/TDMPC2-SAM a5e93b1, "sam fix",
+    # tdmpc2/tdmpc2.py): SAM on the encoder and the dynamics; the reward, Q and termination
+    # heads step with the plain gradient.
+    perturb="encoder+dynamics",
+    observations=("state",),
+    actions=("continuous",),
+    planners=PLANNER_NAMES,
+)

@@ -15,8 +15,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs import make_env  # noqa: E402
-from envs.base import EnvSpec  # noqa: E402
-from mbrl_sam.environment import random_action  # noqa: E402
+from mbrl_sam.environment import (
+    EnvSpec,  # noqa: E402
+    random_action,  # noqa: E402
+)
 from mbrl_sam.replay import SequenceReplay  # noqa: E402
 
 

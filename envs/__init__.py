@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from envs.base import OBS_MODES, Env, EnvSpec
+from envs.base import OBS_MODES
+from mbrl_sam.environment import Env, EnvSpec
 from mbrl_sam.errors import ConfigError, check_choice, check_int
 
 # Modules are imported on first use so `import envs` stays cheap (no dm_control, no MuJoCo).

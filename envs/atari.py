@@ -33,14 +33,8 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from envs.base import (
-    Env,
-    EnvSpec,
-    agent_steps,
-    as_action_vector,
-    check_episode_running,
-    discrete_index,
-)
+from envs.base import agent_steps, as_action_vector, check_episode_running, discrete_index
+from mbrl_sam.environment import Env, EnvSpec
 from mbrl_sam.errors import ConfigError
 
 DEFAULT_ACTION_REPEAT = 4

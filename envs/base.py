@@ -1,62 +1,13 @@
-"""The one environment interface every suite adapter implements, and its action conventions."""
+"""The action and episode conventions every suite adapter follows; the interface they implement,
+`Env` and `EnvSpec`, is the library's (`mbrl_sam/environment.py`)."""
 
 from __future__ import annotations
 
-import abc
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 OBS_MODES = ("state", "pixels")
-
-
-class RenderUnavailable(RuntimeError):
-    """This env cannot give video frames (the adapter has no renderer, or was made without one)."""
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """Shapes and types the agent needs to build its networks and replay buffer."""
-
-    obs_shape: tuple[int, ...]  # (D,) for vector obs; (C, H, W) channels-first for pixels
-    obs_dtype: np.dtype  # np.float32 for vectors, np.uint8 for pixels
-    action_dim: int  # continuous: number of dims; discrete: number of actions
-    discrete: bool
-    action_repeat: int
-    # Agent steps in an episode that runs to its time limit (after the action repeat); None
-    # when the task has no fixed limit. TD-MPC's discount and seed phase are set from it.
-    episode_length: int | None = None
-
-
-class Env(abc.ABC):
-    """An episodic environment with actions in the agent's convention (see `as_action_vector`)."""
-
-    spec: EnvSpec
-
-    @abc.abstractmethod
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        """Start an episode (reseeding first if `seed` is given) and return its first obs."""
-
-    @abc.abstractmethod
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
-        """obs, reward summed over the action repeat, terminated, truncated."""
-
-    def render(self) -> np.ndarray:
-        """The scene now as an (H, W, 3) uint8 frame, for videos (adapters that can override)."""
-        raise RenderUnavailable(f"{type(self).__name__} cannot render frames")
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Free the simulator and any rendering context; safe to call twice."""
-
-    def __enter__(self) -> Env:
-        """Use the env in a `with` block so it is closed on the way out."""
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Close the env when leaving a `with` block."""
-        self.close()
 
 
 def agent_steps(env_steps: float | None, action_repeat: int) -> int | None:

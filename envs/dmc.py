@@ -8,15 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from envs.base import (
-    Env,
-    EnvSpec,
-    agent_steps,
-    as_action_vector,
-    check_episode_running,
-    scale_action,
-)
+from envs.base import agent_steps, as_action_vector, check_episode_running, scale_action
 from envs.mujoco_gl import require_renderer, select_gl_backend
+from mbrl_sam.environment import Env, EnvSpec
 from mbrl_sam.errors import ConfigError
 
 DEFAULT_ACTION_REPEAT = 2

@@ -11,9 +11,6 @@ import gymnasium as gym
 import numpy as np
 
 from envs.base import (
-    Env,
-    EnvSpec,
-    RenderUnavailable,
     agent_steps,
     as_action_vector,
     check_episode_running,
@@ -21,6 +18,7 @@ from envs.base import (
     scale_action,
 )
 from envs.mujoco_gl import select_gl_backend
+from mbrl_sam.environment import Env, EnvSpec, RenderUnavailable
 from mbrl_sam.errors import ConfigError
 
 DEFAULT_ACTION_REPEAT = 1

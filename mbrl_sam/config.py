@@ -88,7 +88,12 @@ class RunConfig:
         check_int("eval_every", self.eval_every, 0)
         check_int("eval_episodes", self.eval_episodes, 1)
         check_int("log_every", self.log_every, 1)
-        check_int("replay_capacity", self.replay_capacity, self.agent.batch_length)
+        batch_steps = self.agent.batch_size * self.agent.batch_length
+        if not isinstance(self.replay_capacity, int) or self.replay_capacity < batch_steps:
+            raise ConfigError(
+                f"replay_capacity={self.replay_capacity!r} is not valid; it must hold at least "
+                f"one batch of sequences: agent.batch_size x agent.batch_length = {batch_steps}"
+            )
         check_positive("train_ratio", self.train_ratio)
         check_positive("checkpoint_minutes", self.checkpoint_minutes)
         check_int("max_skipped_updates", self.max_skipped_updates, 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from mbrl_sam.errors import check_positive
@@ -19,9 +20,10 @@ class OptimizerConfig:
 
     where: ClassVar[str] = "agent.model_opt"  # its key in the run config, for error messages
 
-    lr: float = 1e-4
-    eps: float = 1e-8
-    clip: float = 100.0  # the global gradient norm is clipped to this
+    # Each agent's config sets all three: no value suits every agent.
+    lr: float = MISSING
+    eps: float = MISSING
+    clip: float = MISSING  # the global gradient norm is clipped to this
 
     def __post_init__(self) -> None:
         for key in ("lr", "eps", "clip"):
@@ -35,8 +37,8 @@ class ClosureOptimizer:
         self,
         params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
         lr: float,
-        eps: float = 1e-8,
-        clip: float = 100.0,
+        eps: float,
+        clip: float,
         weight_decay: float = 0.0,
         objective: Objective | None = None,
         perturbed: Sequence[nn.Parameter] | None = None,

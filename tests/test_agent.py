@@ -8,8 +8,8 @@ import torch
 
 from agents import make_agent
 from agents.run import load_config
-from envs.base import EnvSpec
 from mbrl_sam.agent import Agent, WorldModel, WorldModelAgent
+from mbrl_sam.environment import EnvSpec
 
 SPEC = EnvSpec((5,), np.float32, 2, False, 2, episode_length=500)
 

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import train
-from agents import make_agent
-from agents.run import load_config, validate_config, world_model_groups
-from envs.base import EnvSpec
+from agents import AGENTS, make_agent
+from agents.run import load_config, validate_config
+from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError
+from mbrl_sam.registry import agent_entry, world_model_groups
 from mbrl_sam.runtime import check_run_dir, resolve_device
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,14 +128,17 @@ SPEC = EnvSpec((5,), np.float32, 2, False, 2, episode_length=500)
 
 @pytest.mark.parametrize(
     "overrides",
-    [["agent=dreamer"], ["agent=tdmpc"], ["agent=tdmpc", "agent.model.episodic=true"]],
+    [[f"agent={name}"] for name in sorted(AGENTS)]
+    + [["agent=tdmpc", "agent.model.episodic=true"], ["agent=storm", "agent.model.cpc_steps=4"]],
 )
 def test_the_start_up_group_names_are_the_built_agents(overrides):
     cfg = load_config([*overrides, "size=tiny"])
-    names = world_model_groups(validate_config(cfg, Path("/nonexistent")))
+    run = validate_config(cfg, Path("/nonexistent"))
+    names = world_model_groups(agent_entry(run.agent.name), run.agent, run.obs)
     agent = make_agent(cfg, SPEC, torch.device("cpu"))
     assert names == list(agent.world_model.param_groups())
     assert ("termination" in names) == ("agent.model.episodic=true" in overrides)
+    assert ("cpc" in names) == ("agent.model.cpc_steps=4" in overrides)
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -73,7 +73,8 @@ def test_composition_errors_are_one_line_naming_key_and_value(overrides, message
         (["agent=dreamer", "agent.behavior.actor_grad=x"], "agent.behavior.actor_grad='x'"),
         (["agent=dreamer", "agent.model.deter=100"], "multiple of agent.model.blocks=8"),
         (["agent=dreamer", "agent.model_opt.clip=0"], "agent.model_opt.clip=0.0 is not valid"),
-        (["replay_capacity=3"], "replay_capacity=3 is not valid; it must be an integer >= 4"),
+        (["replay_capacity=10"], "replay_capacity=10 is not valid; it must hold at least"),
+        (["agent.batch_size=8", "replay_capacity=31"], "agent.batch_length = 32"),
         (["matmul_precision=low"], "matmul_precision='low' is not valid"),
     ],
 )

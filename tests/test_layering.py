@@ -16,7 +16,7 @@ OURS |= {"train", "evaluate", "measure", "report"}  # the scripts
 
 # package -> the modules of ours it may import (a name allows itself and everything below it)
 ALLOWED = {
-    "envs": ("envs", "mbrl_sam.errors"),
+    "envs": ("envs", "mbrl_sam.errors", "mbrl_sam.environment"),
     "mbrl_sam": ("mbrl_sam",),
     "agents": ("agents", "envs", "mbrl_sam"),
 }

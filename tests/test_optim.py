@@ -7,7 +7,7 @@ from torch import nn
 
 from agents import make_agent
 from agents.run import load_config
-from envs.base import EnvSpec
+from mbrl_sam.environment import EnvSpec
 from mbrl_sam.objectives import SAM
 from mbrl_sam.optim import ClosureOptimizer
 
@@ -16,7 +16,7 @@ def test_sam_evaluates_the_closure_twice_and_commit_runs_once_with_the_first_aux
     torch.manual_seed(0)
     layer = nn.Linear(3, 1)
     x = torch.randn(8, 3)
-    opt = ClosureOptimizer(layer.parameters(), lr=0.1, objective=SAM(rho=0.5))
+    opt = ClosureOptimizer(layer.parameters(), 0.1, 1e-8, 100.0, objective=SAM(rho=0.5))
     calls, commits = [], []
 
     def closure():
@@ -31,7 +31,7 @@ def test_sam_evaluates_the_closure_twice_and_commit_runs_once_with_the_first_aux
 
 def test_a_skipped_step_commits_nothing():
     layer = nn.Linear(3, 1)
-    opt = ClosureOptimizer(layer.parameters(), lr=0.1)
+    opt = ClosureOptimizer(layer.parameters(), 0.1, 1e-8, 100.0)
     commits = []
     _, metrics = opt.step(lambda: (layer.weight.sum() * float("nan"), 1), commit=commits.append)
     assert metrics["skipped_step"] == 1.0 and commits == []

@@ -79,10 +79,10 @@ class Policy(nn.Module):
         discrete: bool,
         units: int,
         layers: int,
-        norm: str = "layer",
-        min_std: float = 0.1,
-        max_std: float = 1.0,
-        unimix: float = 0.01,
+        norm: str,
+        min_std: float,
+        max_std: float,
+        unimix: float,
     ) -> None:
         super().__init__()
         self.discrete, self.unimix = discrete, unimix

@@ -13,7 +13,14 @@ from mbrl_sam.objectives.sam import ASAM, SAM
 OBJECTIVES: dict[str, type[Objective]] = {"erm": ERM, "sam": SAM, "asam": ASAM}
 
 __all__ = ["ASAM", "ERM", "OBJECTIVES", "SAM", "LossClosure", "Objective", "grad_norm"]
-__all__ += ["ObjectiveConfig", "build_objective", "make_objective", "select_params"]
+__all__ += [
+    "ASAMConfig",
+    "OBJECTIVE_CONFIGS",
+    "ObjectiveConfig",
+    "build_objective",
+    "make_objective",
+]
+__all__ += ["select_params"]
 
 
 def make_objective(name: str, **options: Any) -> Objective:
@@ -28,13 +35,17 @@ def make_objective(name: str, **options: Any) -> Objective:
 
 @dataclass
 class ObjectiveConfig:
-    """The world-model objective (`objective=<name>`, configs/objective/<name>.yaml)."""
+    """The world-model objective (`objective=erm|sam|asam`); SAM's values are the paper's code's
+    (stablegradients/TDMPC2-SAM a5e93b1 `tdmpc2/config.yaml`: sam_rho 0.05)."""
 
     name: str = "erm"  # erm | sam | asam
     rho: float = 0.05  # sam, asam: the radius of the ascent step
     eta: float = 0.01  # asam: added to |w| in the weight scaling
     start_step: int = 0  # sam, asam: updates before which they act as erm
-    perturb: str = "all"  # all | '+'-joined world-model groups (the others take the plain gradient)
+    # The world-model groups perturbed (the others take the plain gradient): auto (the agent's
+    # own, as the paper's code: TD-MPC encoder+dynamics, Dreamer and STORM all), all, or
+    # '+'-joined group names.
+    perturb: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("objective", self.name, OBJECTIVES)
@@ -43,6 +54,23 @@ class ObjectiveConfig:
             check_int("objective.start_step", self.start_step, 0)
         if self.name == "asam" and not self.eta >= 0:
             raise ConfigError(f"objective.eta={self.eta!r} is not valid; it must be >= 0")
+
+
+@dataclass
+class ASAMConfig(ObjectiveConfig):
+    """`objective=asam`: its radius is in the weight-scaled geometry, so larger (ASAM's paper,
+    Kwon et al. 2021, uses 0.5-2.0 where SAM uses 0.05-0.1)."""
+
+    name: str = "asam"
+    rho: float = 0.5
+
+
+# objective=<name> -> its config node (Hydra's `objective` group)
+OBJECTIVE_CONFIGS: dict[str, ObjectiveConfig] = {
+    "erm": ObjectiveConfig(name="erm"),
+    "sam": ObjectiveConfig(name="sam"),
+    "asam": ASAMConfig(),
+}
 
 
 def build_objective(cfg: ObjectiveConfig) -> Objective:

@@ -22,7 +22,7 @@ class SAM(Objective):
 
     name = "sam"
 
-    def __init__(self, rho: float = 0.05, start_step: int = 0) -> None:
+    def __init__(self, rho: float, start_step: int = 0) -> None:
         check_positive("objective.rho", rho)
         self.rho = float(rho)
         self.start_step = int(start_step)
@@ -76,7 +76,7 @@ class ASAM(SAM):
 
     name = "asam"
 
-    def __init__(self, rho: float = 0.5, eta: float = 0.01, start_step: int = 0) -> None:
+    def __init__(self, rho: float, eta: float, start_step: int = 0) -> None:
         super().__init__(rho, start_step)
         if not eta >= 0:
             raise ConfigError(f"objective.eta={eta!r} is not valid; it must be >= 0")

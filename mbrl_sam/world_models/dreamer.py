@@ -16,7 +16,8 @@ from mbrl_sam.world_models.rssm import RSSM, State
 
 @dataclass
 class DreamerModelConfig:
-    """Sizes and loss weights of the world model (filled from configs/preset/*)."""
+    """Sizes (DreamerV3's size1m; others in configs/preset/dreamer_*) and loss weights:
+    DreamerV3's (danijar/dreamerv3 e3f0224) except where a comment names theirs."""
 
     deter: int = 512
     hidden: int = 64
@@ -27,10 +28,13 @@ class DreamerModelConfig:
     layers: int = 3
     depth: int = 4
     mults: tuple[int, ...] = (2, 3, 4, 4)
+    # LayerNorm (eps 1e-3); official: rms (RMSNorm, eps 1e-4). One seed each of both showed no
+    # difference (docs/learning-runs.md).
     norm: str = "layer"
     unimix: float = 0.01
     bins: int = 255
     free_bits: float = 1.0
+    # Official: dyn 1.0, plus a replay value loss (repval 0.3) we lack; not measured side by side.
     loss_scales: dict[str, float] = field(
         default_factory=lambda: {"rec": 1.0, "rew": 1.0, "con": 1.0, "dyn": 0.5, "rep": 0.1}
     )

@@ -42,7 +42,8 @@ LOSS_TERMS = ("rec", "rew", "ter", "dyn", "rep", "cpc")
 
 @dataclass
 class StormModelConfig:
-    """Sizes and loss weights of the world model (filled from configs/preset/storm_*)."""
+    """Sizes (STORM's published size, M; others in configs/preset/storm_*) and loss weights:
+    STORM's (weipu-zhang/STORM 1c50658) except where a comment names theirs."""
 
     stoch: int = 32  # categorical latents per frame
     classes: int = 32  # classes per latent
@@ -55,8 +56,12 @@ class StormModelConfig:
     mults: tuple[int, ...] = (1, 2, 4, 8)
     units: int = 512  # reward and termination heads (and state-obs encoder, decoder) width
     head_layers: int = 2
-    norm: str = "layer"  # in the heads (and the state-obs encoder and decoder)
-    conv_norm: str = "layer"  # over channels in the conv encoder and decoder (STORM: BatchNorm)
+    # In the heads (and the state-obs encoder and decoder), as STORM (its LayerNorm eps 1e-5,
+    # ours 1e-3).
+    norm: str = "layer"
+    # Over channels in the conv encoder and decoder. STORM: BatchNorm, whose running statistics
+    # are state the loss would change (twice per SAM step).
+    conv_norm: str = "layer"
     act: str = "relu"
     unimix: float = 0.01
     bins: int = 255

@@ -17,7 +17,8 @@ from mbrl_sam.nets import EnsembleMLP, SimNorm, normed_mlp
 
 @dataclass
 class TDMPCModelConfig:
-    """Sizes and loss weights (TD-MPC2 defaults; sizes from configs/preset/tdmpc_*)."""
+    """Sizes (TD-MPC2's default, 5M; others in configs/preset/tdmpc_*) and loss weights:
+    TD-MPC2's (nicklashansen/tdmpc2 e9f5932)."""
 
     latent_dim: int = 512
     enc_dim: int = 256

@@ -6,7 +6,7 @@ import torch
 
 from agents import make_agent
 from agents.run import load_config
-from envs.base import EnvSpec
+from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError
 
 SPEC = EnvSpec((5,), np.float32, 2, False, 2)

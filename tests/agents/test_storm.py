@@ -10,8 +10,7 @@ import train
 from agents import make_agent
 from agents.run import load_config, validate_config
 from envs import make_env
-from envs.base import EnvSpec
-from mbrl_sam.environment import random_action
+from mbrl_sam.environment import EnvSpec, random_action
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.model_error import open_loop_errors, performance_gap, record_episode
 from mbrl_sam.replay import SequenceReplay

@@ -7,7 +7,7 @@ import torch
 from agents import make_agent
 from agents.run import load_config
 from agents.tdmpc import heuristic_discount
-from envs.base import EnvSpec
+from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.flatness import MeasureConfig, world_model_probe
 
@@ -144,12 +144,12 @@ def test_policy_entropy_bonus_is_tdmpc2s_scaled_gaussian_term():
     torch.testing.assert_close(loss, expected)
 
 
-def test_pixels_or_discrete_actions_are_refused_with_a_pointer_to_dreamer():
+def test_pixels_or_discrete_actions_are_refused_naming_the_agents_that_take_them():
     cfg = load_config(["agent=tdmpc", "size=tiny"])
     pixels = EnvSpec((3, 64, 64), np.uint8, 3, False, 2)
     discrete = EnvSpec((4,), np.float32, 2, True, 1)
     for spec in (pixels, discrete):
-        with pytest.raises(ConfigError, match="agent=dreamer"):
+        with pytest.raises(ConfigError, match="agents that do: dreamer, storm"):
             make_agent(cfg, spec, torch.device("cpu"))
 
 

@@ -125,14 +125,14 @@ def test_reinforce_scores_the_unclipped_sample_and_the_model_gets_it_clipped(mon
 
 def test_policy_log_prob_and_entropy():
     torch.manual_seed(0)
-    pol = Policy(8, 2, False, 16, 1)
+    pol = Policy(8, 2, False, 16, 1, "layer", 0.1, 1.0, 0.01)
     dist = pol(torch.randn(4, 8))
     mean, std = dist.params
     ref = torch.distributions.Normal(mean, std)
     a = dist.sample()
     torch.testing.assert_close(dist.log_prob(a), ref.log_prob(a).sum(-1))
     torch.testing.assert_close(dist.entropy(), ref.entropy().sum(-1))
-    disc = Policy(8, 3, True, 16, 1)(torch.randn(4, 8))
+    disc = Policy(8, 3, True, 16, 1, "layer", 0.1, 1.0, 0.01)(torch.randn(4, 8))
     onehot = disc.mode()
     ref = torch.distributions.Categorical(probs=disc.params[0])
     torch.testing.assert_close(disc.log_prob(onehot), ref.log_prob(onehot.argmax(-1)))

@@ -33,7 +33,7 @@ def test_log_prob_of_a_sample_outside_the_bounds_by_hand():
 
 def test_discrete_clip_is_the_identity_and_rsample_stays_bounded():
     torch.manual_seed(0)
-    disc = Policy(8, 3, True, 16, 1)(torch.randn(4, 8))
+    disc = Policy(8, 3, True, 16, 1, "layer", 0.1, 1.0, 0.01)(torch.randn(4, 8))
     onehot = disc.sample()
     assert torch.equal(disc.clip(onehot), onehot)
     cont = ActionDist(False, (torch.full((1000, 2), 0.9, requires_grad=True), torch.ones(1000, 2)))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from envs import make_env
-from envs.base import RenderUnavailable, scale_action
+from envs.base import scale_action
+from mbrl_sam.environment import RenderUnavailable
 from mbrl_sam.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ import torch
 from agents import make_agent
 from agents.run import load_config
 from envs import make_env
-from envs.base import Env, EnvSpec
+from mbrl_sam.environment import Env, EnvSpec
 from mbrl_sam.evaluation.model_error import measure_model_error, performance_gap, record_episode
 from mbrl_sam.evaluation.value_gap import discounted_returns, measure_value_gap
 

@@ -123,7 +123,7 @@ def test_update_after_ascent_and_restore_is_original_plus_optimizer_step():
 
 def test_clipping_applies_to_final_gradient_and_nonfinite_skips():
     w = nn.Parameter(torch.ones(2))
-    opt = ClosureOptimizer([w], lr=0.1, clip=1.0, objective=SAM(rho=0.01))
+    opt = ClosureOptimizer([w], lr=0.1, eps=1e-8, clip=1.0, objective=SAM(rho=0.01))
     _, metrics = opt.step(lambda: ((w * 100).sum(), None))
     assert metrics["final_grad_norm"] == pytest.approx(100 * 2**0.5)
     before = w.detach().clone()
