@@ -9,14 +9,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agents.imagination import ImaginationAgent
 from mbrl_sam.agent import AgentConfig
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
-from mbrl_sam.behavior.imagination_agent import ImaginationAgent
-from mbrl_sam.distributions import symlog
 from mbrl_sam.environment import EnvSpec
 from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
 from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
 from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig, make_planner
+from mbrl_sam.planners.model_value import model_value, policy_proposals
 from mbrl_sam.registry import AgentEntry
 from mbrl_sam.world_models.dreamer import DreamerModelConfig, DreamerWorldModel
 
@@ -105,38 +105,27 @@ class DreamerAgent(ImaginationAgent):
         first = torch.tensor([is_first], device=self.device)
         latent = self.world_model.rssm.obs_step(latent, prev_action, embed, first)
         if self.planner is not None:
-            prior = self._policy_trajectories(latent, self.planner.cfg.prior_trajectories)
-            plan = self.planner.plan(lambda a: self.estimate_value(latent, a), warm, prior, explore)
+            plan = self.planner.plan(
+                lambda a: self.estimate_value(latent, a), warm, self.proposals(latent), explore
+            )
             return plan.action.cpu().numpy(), (latent, plan.action[None], plan.mean)
         dist = self.ac.actor(self.world_model.features(latent))
         action = dist.clip(dist.sample()) if explore else dist.mode()
         return action[0].cpu().numpy(), (latent, action, None)
 
-    def _policy_trajectories(self, latent: dict[str, Tensor], count: int) -> Tensor | None:
-        """Action sequences (count, H, A) from rolling the actor out in the model."""
-        if count == 0:
-            return None
-        state = {k: v.expand(count, *v.shape[1:]) for k, v in latent.items()}
-        actions = []
-        for _ in range(self.planner.cfg.horizon):
-            dist = self.ac.actor(self.world_model.features(state))
-            action = dist.clip(dist.sample())
-            actions.append(action)
-            state = self.world_model.imagine_step(state, action)
-        return torch.stack(actions, 1)
+    def proposals(self, latent: dict[str, Tensor]) -> Tensor | None:
+        """The planner's candidates from the actor: sequences (N, H, A) imagined from `latent`."""
+
+        def actor(feat: Tensor) -> tuple[Tensor, dict]:
+            dist = self.ac.actor(feat)
+            return dist.clip(dist.sample()), {}
+
+        count, horizon = self.planner.cfg.prior_trajectories, self.planner.cfg.horizon
+        return policy_proposals(self.world_model, latent, count, horizon, actor)
 
     def estimate_value(self, latent: dict[str, Tensor], actions: Tensor) -> Tensor:
         """Discounted model return of action sequences (N, H, A), closed by the critic's value."""
-        n = actions.shape[0]
-        state = {k: v.expand(n, *v.shape[1:]) for k, v in latent.items()}
-        ret = torch.zeros(n, device=actions.device)
-        weight = torch.ones_like(ret)
-        for t in range(actions.shape[1]):
-            state = self.world_model.imagine_step(state, actions[:, t])
-            feat = self.world_model.features(state)
-            ret = ret + weight * self.world_model.reward(feat)
-            weight = weight * self.ac.discount * self.world_model.cont(feat)
-        return ret + weight * self.ac.value(feat)
+        return model_value(self.world_model, latent, actions, self.ac.discount, self.ac.value)
 
     def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
         """One world-model step (through the objective), then one actor and critic step."""
@@ -152,34 +141,6 @@ class DreamerAgent(ImaginationAgent):
     def state_value(self, obs: np.ndarray, act_state: ActState) -> float:
         """The critic's value of the state `act` just filtered in (act_state from that act)."""
         return float(self.ac.value(self.world_model.features(act_state[0]))[0])
-
-    @torch.no_grad()
-    def open_loop(
-        self, episode: dict[str, Tensor], starts: Tensor, horizon: int
-    ) -> dict[str, Tensor]:
-        """From the posterior at each start, roll the prior with the real actions; predicted
-        against real rewards, latent features (against the posterior) and observations."""
-        ep = {k: v.to(self.device) for k, v in episode.items()}
-        obs = self._obs_tensor(ep["obs"])
-        post, _ = self.world_model.rssm.observe(
-            self.world_model.encode(obs[None]), ep["action"][None].float(), ep["is_first"][None]
-        )
-        feat_post = self.world_model.features(post)[0]
-        state = {"deter": post["deter"][0, starts], "stoch": post["stoch"][0, starts]}
-        out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": [], "obs_mse": []}
-        for k in range(1, horizon + 1):
-            state = self.world_model.imagine_step(state, ep["action"][starts + k].float())
-            feat = self.world_model.features(state)
-            out["reward_pred"].append(self.world_model.reward(feat))
-            out["latent_mse"].append((feat - feat_post[starts + k]).pow(2).mean(-1))
-            target = obs[starts + k]
-            target = target.float() / 255.0 if self.world_model.pixels else symlog(target)
-            error = (self.world_model.decoder(feat) - target).pow(2)
-            out["obs_mse"].append(error.flatten(1).mean(-1))
-        result = {k: torch.stack(v, 1) for k, v in out.items()}
-        steps = starts[:, None] + torch.arange(1, horizon + 1, device=starts.device)
-        result["reward_true"] = ep["reward"][steps].float()
-        return result
 
 
 ENTRY = AgentEntry(

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agents.imagination import ImaginationAgent
 from mbrl_sam.agent import AgentConfig
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
-from mbrl_sam.behavior.imagination_agent import ImaginationAgent
 from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError, check_int
 from mbrl_sam.nets import eval_mode
@@ -81,7 +81,9 @@ def build_world_model(
     obs_shape: tuple[int, ...], action_dim: int, cfg: StormConfig
 ) -> StormWorldModel:
     """The agent's world model (also built on the meta device to read its group names)."""
-    return StormWorldModel(obs_shape, action_dim, cfg.model, max_len=cfg.batch_length - 1)
+    return StormWorldModel(
+        obs_shape, action_dim, cfg.model, max_len=cfg.batch_length - 1, context=cfg.act_context
+    )
 
 
 class StormAgent(ImaginationAgent):
@@ -158,46 +160,6 @@ class StormAgent(ImaginationAgent):
     def state_value(self, obs: np.ndarray, act_state: ActState) -> float:
         """The critic's value of the features `act` just acted on (act_state from that act)."""
         return float(self.ac.value(act_state[2])[0])
-
-    @torch.no_grad()
-    def open_loop(
-        self, episode: dict[str, Tensor], starts: Tensor, horizon: int
-    ) -> dict[str, Tensor]:
-        """From the posterior at each start, with the act_context real steps before it as
-        context, roll the prior with the real actions; predicted against real rewards, latents
-        (against the posterior's samples) and observations."""
-        wm = self.world_model
-        ep = {k: v.to(self.device) for k, v in episode.items()}
-        starts = starts.to(self.device)
-        keep = self.cfg.act_context
-        with eval_mode(wm):
-            obs = self._obs_tensor(ep["obs"])
-            post = wm.sample(wm.posterior_logits(obs))
-            actions = ep["action"].float()
-            # Each start's window of the steps before it; steps before the episode are padding.
-            offsets = torch.arange(-keep, 0, device=self.device)
-            index = starts[:, None] + offsets
-            valid = index >= 0
-            index = index.clamp_min(0)
-            window, taken = post[index], actions[index + 1]
-            stoch = post[starts]
-            out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": [], "obs_mse": []}
-            for k in range(1, horizon + 1):
-                window = torch.cat([window[:, 1:], stoch[:, None]], 1)
-                taken = torch.cat([taken[:, 1:], actions[starts + k][:, None]], 1)
-                valid = torch.cat([valid[:, 1:], valid.new_ones(len(starts), 1)], 1)
-                hidden = wm.window_hidden(window, taken, valid)
-                stoch = wm.sample(wm.prior_logits(hidden))
-                feat = wm.features({"stoch": stoch, "hidden": hidden})
-                out["reward_pred"].append(wm.reward(feat))
-                error = (stoch - post[starts + k]).pow(2)
-                out["latent_mse"].append(error.flatten(1).mean(-1))
-                error = (wm.decode(stoch) - wm.obs_target(obs[starts + k])).pow(2)
-                out["obs_mse"].append(error.flatten(1).mean(-1))
-        result = {k: torch.stack(v, 1) for k, v in out.items()}
-        steps = starts[:, None] + torch.arange(1, horizon + 1, device=self.device)
-        result["reward_true"] = ep["reward"][steps].float()
-        return result
 
 
 ENTRY = AgentEntry(

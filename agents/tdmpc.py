@@ -12,13 +12,16 @@ import torch
 from torch import Tensor
 
 from mbrl_sam.agent import AgentConfig, model_step
+from mbrl_sam.behavior.policy_prior import PolicyPriorLearner
 from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError, check_positive, check_range
+from mbrl_sam.nets import eval_mode
 from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
 from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
 from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig, make_planner
+from mbrl_sam.planners.model_value import model_value, policy_proposals
 from mbrl_sam.registry import AgentEntry
-from mbrl_sam.world_models.tdmpc import TDMPCModelConfig, TDMPCWorldModel, squashed_log_prob
+from mbrl_sam.world_models.tdmpc import TDMPCModelConfig, TDMPCWorldModel
 
 
 def heuristic_discount(
@@ -41,19 +44,6 @@ def resolve_discount(discount: float | str, spec: EnvSpec) -> float:
             "set agent.discount to a number in (0, 1], e.g. 0.99"
         )
     return heuristic_discount(spec.episode_length)
-
-
-class RunningScale:
-    """EMA of the 5th-95th percentile range of Q values, so the policy loss is scale-free."""
-
-    def __init__(self, rate: float, device: torch.device) -> None:
-        self.rate = rate
-        self.value = torch.ones((), device=device)
-
-    def after(self, x: Tensor) -> Tensor:
-        """The scale after an update with `x`, without changing it (for pure loss closures)."""
-        q = torch.quantile(x.detach().flatten().float(), x.new_tensor([0.05, 0.95]))
-        return torch.lerp(self.value, (q[1] - q[0]).clamp_min(1.0), self.rate)
 
 
 @dataclass
@@ -136,7 +126,7 @@ class TDMPCAgent:
     ) -> None:
         self.spec, self.device, self.cfg = spec, device, cfg
         self.discount = resolve_discount(cfg.discount, spec)
-        self.tau, self.entropy_coef = cfg.tau, cfg.entropy_coef
+        self.tau = cfg.tau
         self.world_model = build_world_model(spec.obs_shape, spec.action_dim, cfg)
         self.world_model.to(device)
         self._loss, self._plan_value = self.world_model.loss, self.estimate_value
@@ -165,13 +155,21 @@ class TDMPCAgent:
             objective=build_objective(objective),
             perturbed=select_params(groups, objective.perturb),
         )
-        pi = cfg.pi_opt
-        self.pi_opt = ClosureOptimizer(self.world_model.pi.parameters(), pi.lr, pi.eps, pi.clip)
+        wm = self.world_model
+        self.policy = PolicyPriorLearner(
+            wm.pi,
+            lambda z, action: wm.q(z, action, "avg"),
+            wm.qs,
+            cfg.model.horizon_decay,
+            cfg.entropy_coef,
+            cfg.scale_rate,
+            cfg.pi_opt,
+            device,
+        )
         # planner=auto is TD-MPC's own way, MPPI; none acts with the policy prior alone.
         self.mpc = planner.name != "none"
         name = "mppi" if planner.name in ("auto", "none") else planner.name
         self.planner = make_planner(name, spec.action_dim, planner, device)
-        self.q_scale = RunningScale(cfg.scale_rate, device)
 
     # -- acting ------------------------------------------------------------------------------
 
@@ -181,49 +179,41 @@ class TDMPCAgent:
     ) -> tuple[np.ndarray, Any]:
         """Plan from the encoded observation; `state` carries the planner's warm start (the
         previous step's plan mean; None at an episode's start)."""
-        self.world_model.eval()  # no dropout while planning
-        z = self.world_model.encode(torch.as_tensor(obs, device=self.device).float()[None])
-        if not self.mpc:
-            action, _ = self.world_model.pi(z, explore)
-            self.world_model.train()
-            return action[0].cpu().numpy(), None
-        warm = None if is_first else state
-        prior = self._policy_trajectories(z, self.planner.cfg.prior_trajectories)
-        plan = self.planner.plan(lambda a: self._plan_value(z, a), warm, prior, explore)
-        self.world_model.train()
+        with eval_mode(self.world_model):  # no dropout while planning
+            z = self.world_model.encode(torch.as_tensor(obs, device=self.device).float()[None])
+            if not self.mpc:
+                action, _ = self.world_model.pi(z, explore)
+                return action[0].cpu().numpy(), None
+            warm = None if is_first else state
+            proposals = self.proposals(z)
+            plan = self.planner.plan(lambda a: self._plan_value(z, a), warm, proposals, explore)
         return plan.action.cpu().numpy(), plan.mean
 
-    def _policy_trajectories(self, z: Tensor, count: int) -> Tensor | None:
-        """Action sequences (count, H, A) from rolling the policy prior out in the model."""
-        if count == 0:
-            return None
-        z = z.expand(count, -1)
-        actions = []
-        for _ in range(self.planner.cfg.horizon):
-            action, _ = self.world_model.pi(z)
-            actions.append(action)
-            z = self.world_model.next(z, action)
-        return torch.stack(actions, 1)
+    def proposals(self, z: Tensor) -> Tensor | None:
+        """The planner's candidates from the policy prior: sequences (N, H, A) imagined from z."""
+
+        def prior(feat: Tensor) -> tuple[Tensor, dict]:
+            return self.world_model.pi(feat)[0], {}
+
+        count, horizon = self.planner.cfg.prior_trajectories, self.planner.cfg.horizon
+        return policy_proposals(self.world_model, z, count, horizon, prior)
 
     def estimate_value(self, z: Tensor, actions: Tensor) -> Tensor:
-        """Discounted model return of action sequences (N, H, A) from z, plus the terminal Q."""
-        z = z.expand(actions.shape[0], -1)
-        ret = torch.zeros(actions.shape[0], device=z.device)
-        weight = torch.ones_like(ret)
-        for t in range(actions.shape[1]):
-            ret = ret + weight * self.world_model.reward(z, actions[:, t])
-            z = self.world_model.next(z, actions[:, t])
-            # As TD-MPC2: a step predicted terminal (p > 0.5) ends the return, for good.
-            weight = weight * self.discount * (self.world_model.continues(z) >= 0.5).float()
-        action, _ = self.world_model.pi(z)
-        return ret + weight * self.world_model.q(z, action, "avg")
+        """Discounted model return of action sequences (N, H, A) from z, plus the terminal Q;
+        as TD-MPC2, a step predicted terminal (p > 0.5) ends the return for good."""
+        wm = self.world_model
+
+        def terminal_q(z_end: Tensor) -> Tensor:
+            return wm.q(z_end, wm.pi(z_end)[0], "avg")
+
+        return model_value(wm, z, actions, self.discount, terminal_q, hard_continue=True)
 
     # -- learning ----------------------------------------------------------------------------
 
     def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
         """One world-model step (through the objective), one policy step, target-Q EMA."""
         aux, metrics = self.model_step(batch, step)
-        metrics.update(self._update_policy(aux["zs"].detach()))
+        metrics.update(self.policy.update(aux["zs"].detach()))
         self.world_model.update_targets(self.tau)
         return metrics
 
@@ -241,77 +231,17 @@ class TDMPCAgent:
         """One world-model step through the objective; returns the loss aux and metrics."""
         return model_step(self, batch, step)
 
-    def policy_loss(self, zs: Tensor) -> Callable[[], tuple[Tensor, dict]]:
-        """The policy prior's loss on latents (T, B, L) as a closure: the scaled Q of its
-        actions plus an entropy bonus, rho^t-weighted over the window (TD-MPC2's)."""
-        weights = (
-            self.world_model.cfg.horizon_decay
-            ** torch.arange(zs.shape[0], device=zs.device).float()
-        )
-        qs_params = list(self.world_model.qs.parameters())
-
-        def policy_loss() -> tuple[Tensor, dict]:
-            action, log_prob = self.world_model.pi(zs)
-            for p in qs_params:
-                p.requires_grad_(False)  # the Qs only pass gradients on to the actions
-            try:
-                q = self.world_model.q(zs, action, "avg")
-            finally:
-                for p in qs_params:
-                    p.requires_grad_(True)
-            # As TD-MPC2, Q is divided by the scale updated with this batch's first-step Qs;
-            # the update itself is committed once, after the step (`_update_policy`).
-            q_scale = self.q_scale.after(q[0])
-            # TD-MPC2's bonus: the pre-tanh Gaussian's entropy estimate times the action dim.
-            entropy = -log_prob * self.spec.action_dim
-            objective = q / q_scale + self.entropy_coef * entropy
-            loss = -(weights[:, None] * objective).mean()
-            pi_entropy = -squashed_log_prob(action, log_prob).mean()
-            aux = {"pi_loss": loss.detach(), "pi_entropy": pi_entropy.detach()}
-            return loss, {**aux, "q_scale": q_scale}
-
-        return policy_loss
-
-    def _update_policy(self, zs: Tensor) -> dict[str, float]:
-        """One step of the policy prior on the world model's latents."""
-        aux, metrics = self.pi_opt.step(
-            self.policy_loss(zs), commit=lambda aux: self.q_scale.value.copy_(aux["q_scale"])
-        )
-        out = {f"policy/{k}": float(v) for k, v in aux.items()}
-        out["policy/grad_norm"] = metrics["final_grad_norm"]
-        return out
-
     # -- measurements ------------------------------------------------------------------------
 
     @torch.no_grad()
     def state_value(self, obs: np.ndarray, act_state: Any) -> float:
         """Q of the policy prior's mean action at `obs`, averaged over the whole ensemble."""
-        self.world_model.eval()
-        z = self.world_model.encode(torch.as_tensor(obs, device=self.device).float()[None])
-        action, _ = self.world_model.pi(z, explore=False)
-        value = self.world_model.twohot.mean(self.world_model.q_logits(z, action)).mean(0)
-        self.world_model.train()
+        wm = self.world_model
+        with eval_mode(wm):
+            z = wm.encode(torch.as_tensor(obs, device=self.device).float()[None])
+            action, _ = wm.pi(z, explore=False)
+            value = wm.twohot.mean(wm.q_logits(z, action)).mean(0)
         return float(value[0])
-
-    @torch.no_grad()
-    def open_loop(
-        self, episode: dict[str, Tensor], starts: Tensor, horizon: int
-    ) -> dict[str, Tensor]:
-        """From the encoding at each start, roll the latent dynamics with the real actions;
-        predicted against real rewards and latents (the encodings of the real observations)."""
-        ep = {k: v.to(self.device) for k, v in episode.items()}
-        z_all = self.world_model.encode(ep["obs"].float())
-        z = z_all[starts]
-        out: dict[str, list[Tensor]] = {"reward_pred": [], "latent_mse": []}
-        for k in range(1, horizon + 1):
-            action = ep["action"][starts + k].float()
-            out["reward_pred"].append(self.world_model.reward(z, action))
-            z = self.world_model.next(z, action)
-            out["latent_mse"].append((z - z_all[starts + k]).pow(2).mean(-1))
-        result = {k: torch.stack(v, 1) for k, v in out.items()}
-        steps = starts[:, None] + torch.arange(1, horizon + 1, device=starts.device)
-        result["reward_true"] = ep["reward"][steps].float()
-        return result
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -320,16 +250,16 @@ class TDMPCAgent:
         return {
             "wm": self.world_model.state_dict(),
             "wm_opt": self.model_optimizer.state_dict(),
-            "pi_opt": self.pi_opt.state_dict(),
-            "q_scale": self.q_scale.value.clone(),
+            "pi_opt": self.policy.optimizer.state_dict(),
+            "q_scale": self.policy.scale.value.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from `state_dict()`."""
         self.world_model.load_state_dict(state["wm"])
         self.model_optimizer.load_state_dict(state["wm_opt"])
-        self.pi_opt.load_state_dict(state["pi_opt"])
-        self.q_scale.value.copy_(state["q_scale"])
+        self.policy.optimizer.load_state_dict(state["pi_opt"])
+        self.policy.scale.value.copy_(state["q_scale"])
 
 
 ENTRY = AgentEntry(

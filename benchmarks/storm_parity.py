@@ -37,7 +37,7 @@ from torch import nn
 
 from agents import typed
 from agents.run import load_config
-from agents.storm import StormConfig
+from agents.storm import StormConfig, build_world_model
 from mbrl_sam.world_models.storm import StormWorldModel
 
 GET = """No official STORM code at {path}. Get it outside this repository, e.g.:
@@ -153,7 +153,7 @@ def compare(checkout: Path, batch: dict, action_dim: int, seed: int, heads_eps: 
     run = load_config(overrides)
     agent_cfg = typed(StormConfig, run.agent)
     torch.manual_seed(seed)
-    ours = StormWorldModel((3, 64, 64), action_dim, agent_cfg.model, agent_cfg.batch_length - 1)
+    ours = build_world_model((3, 64, 64), action_dim, agent_cfg)
     ours.eval()
     with torch.no_grad():  # zero at init, which would make the reward term ln 255 whatever
         ours.reward_head[-1].weight.normal_(0.0, 0.02)  # its targets: drawn, so they count

@@ -3,6 +3,7 @@ flatness measurements need on top (`WorldModelAgent`). Every agent in `agents/` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -11,8 +12,8 @@ from omegaconf import MISSING
 from torch import Tensor, nn
 
 from mbrl_sam.errors import check_int
+from mbrl_sam.imagination import EpisodeModel
 from mbrl_sam.objectives import LossClosure
-from mbrl_sam.optim import ClosureOptimizer
 
 
 @dataclass
@@ -55,11 +56,32 @@ class Agent(Protocol):
 
 
 @runtime_checkable
-class WorldModel(Protocol):
-    """A learned model whose parameters come in named groups (what SAM may perturb)."""
+class WorldModel(EpisodeModel, Protocol):
+    """A learned latent model (it imagines, and follows real episodes) whose parameters come in
+    named groups: what SAM may perturb and sharpness may be measured over."""
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """The world model's parameters by group name (e.g. encoder, dynamics)."""
+        ...
+
+
+@runtime_checkable
+class ModelOptimizer(Protocol):
+    """What training and the flatness measurements need from the world model's optimizer."""
+
+    def step(
+        self, closure: LossClosure, step: int = 0, commit: Callable[[Any], None] | None = None
+    ) -> tuple[Any, dict[str, float]]:
+        """One update from a pure loss closure; `commit(aux)` applies its state changes once."""
+        ...
+
+    def learning_rate(self) -> float:
+        """The largest step size any parameter takes (the stability limits are stated in it)."""
+        ...
+
+    def preconditioner(self, params: list[nn.Parameter]) -> tuple[Tensor, float] | None:
+        """P^-1/2 over `params` as a flat vector, in units of `learning_rate()`, and beta1: the
+        geometry Adam steps in; None before its first step."""
         ...
 
 
@@ -68,7 +90,7 @@ class WorldModelAgent(Agent, Protocol):
     """An agent with a world model: what value gap, model error and sharpness measure."""
 
     world_model: WorldModel
-    model_optimizer: ClosureOptimizer  # steps the world model through its objective
+    model_optimizer: ModelOptimizer  # steps the world model through its objective
     discount: float  # the discount its values are defined with
 
     def model_loss(self, batch: dict[str, Tensor]) -> LossClosure:
@@ -77,13 +99,6 @@ class WorldModelAgent(Agent, Protocol):
 
     def state_value(self, obs: np.ndarray, act_state: Any) -> float:
         """The agent's own value estimate of the state it is in."""
-        ...
-
-    def open_loop(
-        self, episode: dict[str, Tensor], starts: Tensor, horizon: int
-    ) -> dict[str, Tensor]:
-        """From each start of a real episode, the model's `horizon`-step open-loop predictions
-        with the real actions: reward_pred, reward_true, and latent or observation errors."""
         ...
 
 

@@ -60,6 +60,20 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Run a block with the modules' weights out of autograd (gradients still flow through
+    them to their inputs); the weights that were trainable are trainable again afterwards."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 class DenseBlock(nn.Sequential):
     """Linear, norm, activation (SiLU unless given): the unit layer of every MLP here."""
 

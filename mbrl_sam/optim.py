@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 from omegaconf import MISSING
-from torch import nn
+from torch import Tensor, nn
 
 from mbrl_sam.errors import check_positive
 from mbrl_sam.objectives import ERM, LossClosure, Objective
@@ -85,6 +85,15 @@ class ClosureOptimizer:
         self.adam.zero_grad(set_to_none=True)
         return aux, metrics
 
+    def learning_rate(self) -> float:
+        """The largest step size any parameter takes (the stability limits are stated in it)."""
+        return max(float(g["lr"]) for g in self.adam.param_groups)
+
+    def preconditioner(self, params: list[nn.Parameter]) -> tuple[Tensor, float] | None:
+        """Adam's P^-1/2 over `params` in units of `learning_rate()`, and beta1; None before the
+        first step."""
+        return adam_preconditioner(self.adam, params, self.learning_rate())
+
     def state_dict(self) -> dict:
         """Adam state plus the count of skipped steps."""
         return {"adam": self.adam.state_dict(), "skipped": self.skipped}
@@ -93,3 +102,22 @@ class ClosureOptimizer:
         """Restore from `state_dict()`."""
         self.adam.load_state_dict(state["adam"])
         self.skipped = state["skipped"]
+
+
+def adam_preconditioner(
+    adam: torch.optim.Adam, params: list[nn.Parameter], lr: float
+) -> tuple[Tensor, float] | None:
+    """P^-1/2 from Adam's state (P = sqrt(v_hat) + eps) over `params` as a flat vector, each
+    parameter's scaled by sqrt(its group's lr / lr) so that lr * P^-1 is the step it takes; and
+    beta1. None while a parameter has no second-moment state yet."""
+    groups = {id(p): g for g in adam.param_groups for p in g["params"]}
+    scales = []
+    for p in params:
+        state, group = adam.state.get(p, {}), groups[id(p)]
+        if "exp_avg_sq" not in state:
+            return None
+        beta2 = group["betas"][1]
+        v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
+        relative = (group["lr"] / lr) ** 0.5
+        scales.append(((v_hat.sqrt() + group["eps"]).rsqrt() * relative).flatten())
+    return torch.cat(scales), float(adam.param_groups[0]["betas"][0])

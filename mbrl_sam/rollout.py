@@ -1,8 +1,8 @@
-"""The one loop that plays an agent in an environment, step by step.
+"""An agent stepping an environment one step at a time, carrying its state between steps.
 
-Training (`Trainer`), evaluation (`run_episodes`), the value gap (`play_and_value`), the model
-error (`record_episode`) and videos all step a `Rollout`, so acting, the agent's carried state and
-the end-of-episode rule are written once.
+Training's collection and the episode loop of evaluation, videos, the value gap and the model
+error (`mbrl_sam/evaluation/episodes.py`) all step a `Rollout`, so acting, the agent's carried
+state and the end-of-episode rule are written once.
 """
 
 from __future__ import annotations

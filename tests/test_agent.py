@@ -27,7 +27,7 @@ def test_agents_satisfy_the_protocols_with_the_declared_signatures(name):
             declared = inspect.signature(getattr(protocol, method)).parameters
             actual = inspect.signature(getattr(agent, method)).parameters
             assert list(actual) == [p for p in declared if p != "self"], (name, method)
-    for method in ("model_loss", "state_value", "open_loop"):
+    for method in ("model_loss", "state_value"):
         declared = inspect.signature(getattr(WorldModelAgent, method)).parameters
         actual = inspect.signature(getattr(agent, method)).parameters
         assert list(actual) == [p for p in declared if p != "self"], (name, method)

@@ -58,12 +58,12 @@ def behaviour_optimizers(agent) -> list[ClosureOptimizer]:
     """The optimizers other than the world model's (which the config's objective drives)."""
     if hasattr(agent, "ac"):
         return [agent.ac.actor_opt, agent.ac.critic_opt]
-    return [agent.pi_opt]
+    return [agent.policy.optimizer]
 
 
 def committed_scale(agent) -> float:
     """The scale a behaviour loss commits after its step."""
-    return float(agent.ac.return_scale if hasattr(agent, "ac") else agent.q_scale.value)
+    return float(agent.ac.return_scale if hasattr(agent, "ac") else agent.policy.scale.value)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_every_optimizer_with_sam_commits_each_side_effect_once(name, spec, over
         torch.manual_seed(0)
         agent = make_agent(cfg, spec, torch.device("cpu"))
         if name == "tdmpc":
-            agent.q_scale.value.fill_(5.0)  # a fresh Q's range is below the floor of 1
+            agent.policy.scale.value.fill_(5.0)  # a fresh Q's range is below the floor of 1
         if use_sam:
             for opt in behaviour_optimizers(agent):
                 opt.objective = SAM(rho=0.05)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,7 +12,8 @@ from torch import Tensor, nn
 from mbrl_sam.behavior.policy import Policy
 from mbrl_sam.distributions import TwoHot
 from mbrl_sam.errors import ConfigError, check_choice, check_int, check_positive, check_range
-from mbrl_sam.nets import MLP, NORMS
+from mbrl_sam.imagination import Imagined, LatentModel, State, imagine, map_state
+from mbrl_sam.nets import MLP, NORMS, frozen
 from mbrl_sam.optim import ClosureOptimizer
 
 
@@ -73,30 +72,11 @@ class ActorCriticConfig:
             check_positive(f"agent.behavior.{key}", getattr(self, key))
 
 
-State = dict[str, Tensor]
-
-
-class LatentModel(Protocol):
-    """What the actor-critic imagines in: any latent model with reward and continue heads."""
-
-    def features(self, state: State) -> Tensor:
-        """The features the actor, critic and heads read from a latent state."""
-        ...
-
-    def imagine_step(self, state: State, action: Tensor) -> State:
-        """The next latent state after `action`, without an observation."""
-        ...
-
-    def reward(self, feat: Tensor) -> Tensor:
-        """Predicted reward of reaching `feat`."""
-        ...
-
-    def cont(self, feat: Tensor) -> Tensor:
-        """Predicted discount-weighted probability that the episode goes on after `feat`."""
-        ...
+class LatentModule(LatentModel, Protocol):
+    """A latent model whose weights the actor's loss holds fixed (`frozen`)."""
 
     def parameters(self) -> Any:
-        """Its weights (held fixed while the actor learns through it)."""
+        """Its weights."""
         ...
 
 
@@ -112,19 +92,6 @@ def lambda_returns(
         nxt = (1 - lam) * value[t + 1] + lam * returns[-1]
         returns.append(reward[t] + discount * cont[t] * nxt)
     return torch.stack(returns[::-1][:-1])
-
-
-@contextmanager
-def _frozen(*modules: nn.Module | LatentModel) -> Iterator[None]:
-    """Temporarily stop gradients from accumulating into the modules' weights."""
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 class ActorCritic(nn.Module):
@@ -159,58 +126,40 @@ class ActorCritic(nn.Module):
         """The critic's value estimate at `feat`."""
         return self.twohot.mean(self.critic(feat))
 
-    def imagine(self, wm: LatentModel, start: State, backprop: bool = True) -> dict:
+    def imagine(self, wm: LatentModule, start: State, backprop: bool = True) -> Imagined:
         """Roll the policy out in the model for `horizon` steps from every start state.
 
         backprop: actions are reparameterised samples, so the trajectory is differentiable in
         them (dynamics backpropagation, when grad is enabled); otherwise actions are plain
-        samples and the trajectory carries the samples as drawn ("raw_action") and their
-        log-probabilities (for REINFORCE). "action" holds what the model received: clipped to
-        [-1, 1] for continuous actions.
+        samples and the trajectory's extras carry the samples as drawn ("raw_action") and their
+        log-probabilities (for REINFORCE). `action` holds what the model received: clipped to
+        [-1, 1] for continuous actions. Extras: "entropy" of the policy at each step.
         """
-        state = {k: v.detach() for k, v in start.items()}
-        feats, actions, entropies = [wm.features(state)], [], []
-        raw_actions, log_probs = [], []
-        for _ in range(self.cfg.horizon):
-            dist = self.actor(feats[-1].detach())
-            if backprop:
-                action = dist.rsample()
-            else:
-                # REINFORCE scores the sample as drawn; the model gets it clipped to [-1, 1].
-                raw = dist.sample().detach()
-                raw_actions.append(raw)
-                log_probs.append(dist.log_prob(raw))
-                action = dist.clip(raw)
-            state = wm.imagine_step(state, action)
-            feats.append(wm.features(state))
-            actions.append(action)
-            entropies.append(dist.entropy())
-        feat = torch.stack(feats)
-        traj = {
-            "feat": feat,
-            "action": torch.stack(actions),
-            "entropy": torch.stack(entropies),
-            "reward": wm.reward(feat[1:]),
-            "cont": wm.cont(feat[1:]),
-        }
-        if log_probs:
-            traj["raw_action"] = torch.stack(raw_actions)
-            traj["log_prob"] = torch.stack(log_probs)
-        return traj
 
-    def _targets(self, traj: dict[str, Tensor], value: Tensor, start_cont: Tensor) -> tuple:
+        def policy(feat: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+            dist = self.actor(feat.detach())
+            if backprop:
+                return dist.rsample(), {"entropy": dist.entropy()}
+            # REINFORCE scores the sample as drawn; the model gets it clipped to [-1, 1].
+            raw = dist.sample().detach()
+            extras = {"entropy": dist.entropy(), "raw_action": raw, "log_prob": dist.log_prob(raw)}
+            return dist.clip(raw), extras
+
+        return imagine(wm, map_state(start, Tensor.detach), self.cfg.horizon, policy=policy)
+
+    def _targets(self, traj: Imagined, value: Tensor, start_cont: Tensor) -> tuple:
         """Lambda-returns, per-step loss weights, the return scale's EMA updated with these
         returns (for the caller to commit) and the divisor taken from it."""
-        returns = lambda_returns(traj["reward"], traj["cont"], value, self.discount, self.cfg.lam)
+        returns = lambda_returns(traj.reward, traj.cont, value, self.discount, self.cfg.lam)
         with torch.no_grad():
             # Every step's weight carries the discount, the first too: DreamerV3 weights by
             # its continue head, which learns (1 - terminal) * discount.
-            discounts = self.discount * torch.cat([start_cont[None], traj["cont"][:-1]])
+            discounts = self.discount * torch.cat([start_cont[None], traj.cont[:-1]])
             weight = discounts.cumprod(0).detach()
             return_scale = self.return_scale_after(returns.detach())
         return returns, weight, return_scale, return_scale.clamp_min(1.0)
 
-    def update(self, wm: LatentModel, start: State, start_cont: Tensor) -> dict[str, float]:
+    def update(self, wm: LatentModule, start: State, start_cont: Tensor) -> dict[str, float]:
         """One actor step on a fresh imagined batch, then one critic step on the same batch."""
         cfg = self.cfg
         dynamics = cfg.actor_grad == "dynamics" or (cfg.actor_grad == "auto" and not self.discrete)
@@ -219,28 +168,28 @@ class ActorCritic(nn.Module):
             if dynamics:
                 # Gradients flow from the returns through the model into the actions; the
                 # model and critic weights are held fixed (their own optimizers train them).
-                with _frozen(wm, self.critic):
+                with frozen(wm, self.critic):
                     traj = self.imagine(wm, start)
-                    value = self.value(traj["feat"])
+                    value = self.value(traj.feat)
                 returns, weight, return_scale, scale = self._targets(traj, value, start_cont)
                 objective = returns / scale
             else:
                 # The model runs without a graph; the actor's graph from the rollout gives the
                 # log-probabilities.
-                with _frozen(wm):
+                with frozen(wm):
                     traj = self.imagine(wm, start, backprop=False)
                 with torch.no_grad():
-                    value = self.value(traj["feat"])
+                    value = self.value(traj.feat)
                 returns, weight, return_scale, scale = self._targets(traj, value, start_cont)
                 advantage = (returns - value[:-1]) / scale
-                objective = traj["log_prob"] * advantage
-            entropy = traj["entropy"]
+                objective = traj.extras["log_prob"] * advantage
+            entropy = traj.extras["entropy"]
             loss = -(weight * (objective + cfg.entropy * entropy)).mean()
             aux = {
-                "feat": traj["feat"].detach(),
+                "feat": traj.feat.detach(),
                 "returns": returns.detach(),
                 "weight": weight,
-                "imag_reward": traj["reward"].mean().detach(),
+                "imag_reward": traj.reward.mean().detach(),
             }
             metrics = {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach()}
             return loss, {"metrics": metrics, "traj": aux, "return_scale": return_scale}

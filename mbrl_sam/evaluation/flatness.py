@@ -108,11 +108,10 @@ def _sharpness_measures(
     agent: WorldModelAgent, batch: dict[str, Tensor], cfg: MeasureConfig, progress: bool
 ) -> dict:
     probe = world_model_probe(agent, batch, cfg)
-    adam = agent.model_optimizer.adam
-    lr = float(adam.param_groups[-1]["lr"])
-    preconditioned = all("exp_avg_sq" in adam.state.get(p, {}) for p in probe.params)
+    lr = agent.model_optimizer.learning_rate()
+    preconditioner = agent.model_optimizer.preconditioner(probe.params)
     lanczos_hvps = min(cfg.lanczos_steps, probe.dim)
-    total = lanczos_hvps * (2 if preconditioned else 1) + cfg.trace_samples
+    total = lanczos_hvps * (2 if preconditioner else 1) + cfg.trace_samples
     out: dict[str, float] = {"params_measured": float(probe.dim)}
     start = time.perf_counter()
     with bar(total, "sharpness", "hvp", progress) as hvps:
@@ -124,9 +123,10 @@ def _sharpness_measures(
         out.update(trace=trace, trace_stderr=stderr)
         hvps.set_postfix(now="sam sharpness", refresh=False)
         out.update(sam_sharpness(probe, cfg.sam_radius, cfg.ascent_steps))
-        if preconditioned:
+        if preconditioner is not None:
             hvps.set_postfix(now="adam sharpness", refresh=False)
-            out.update(preconditioned_sharpness(probe, adam, cfg.lanczos_steps))
+            scale, beta1 = preconditioner
+            out.update(preconditioned_sharpness(probe, scale, lr, beta1, cfg.lanczos_steps))
         hvps.set_postfix(top_eigenvalue=f"{out['top_eigenvalue']:.4g}", refresh=False)
         hvps.total = hvps.n  # Lanczos stops early on an exactly invariant subspace
     out["hvps"] = float(probe.hvp_count)

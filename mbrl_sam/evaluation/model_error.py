@@ -10,39 +10,95 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.environment import Env
-from mbrl_sam.evaluation.episodes import episode_over, show_episode, steps_bar
-from mbrl_sam.rollout import Rollout
+from mbrl_sam.evaluation.episodes import play_episodes
+from mbrl_sam.imagination import EpisodeModel, imagine
+from mbrl_sam.nets import eval_mode
+from mbrl_sam.rollout import Rollout, Transition
+
+
+def record_episodes(
+    agent: WorldModelAgent,
+    env: Env,
+    episodes: int,
+    seed: int,
+    max_steps: int | None = None,
+    progress: bool = False,
+    on_episode: Callable[[list[dict[str, Tensor]]], None] | None = None,
+) -> list[dict[str, Tensor]]:
+    """Greedy episodes in replay layout (action[t] led into obs[t], reward[t] came with it),
+    each cut after `max_steps` agent steps; `on_episode(recorded so far)` after each."""
+    recorded: list[dict[str, list]] = []
+
+    def on_start(i: int, rollout: Rollout) -> None:
+        zero = np.zeros(env.spec.action_dim, np.float32)
+        recorded.append({"obs": [rollout.obs], "action": [zero], "reward": [0.0]})
+        recorded[i].update(is_first=[True], is_terminal=[False])
+
+    def on_step(i: int, t: Transition) -> None:
+        values = (t.next_obs, t.action, t.reward, False, t.terminated)
+        for key, value in zip(("obs", "action", "reward", "is_first", "is_terminal"), values):
+            recorded[i][key].append(value)
+
+    def on_end(i: int, rollout: Rollout, t: Transition) -> dict[str, Any]:
+        return {"episode": {k: torch.as_tensor(np.asarray(v)) for k, v in recorded[i].items()}}
+
+    def report(results: list[dict[str, Any]]) -> None:
+        if on_episode is not None:
+            on_episode([r["episode"] for r in results])
+
+    results = play_episodes(
+        agent,
+        env,
+        episodes,
+        seed,
+        max_steps=max_steps,
+        progress=progress,
+        desc="model error",
+        on_start=on_start,
+        on_step=on_step,
+        on_end=on_end,
+        on_episode=report,
+    )
+    return [r["episode"] for r in results]
 
 
 def record_episode(
-    agent: WorldModelAgent,
-    env: Env,
-    seed: int,
-    max_steps: int | None = None,
-    progress: tqdm | None = None,
+    agent: WorldModelAgent, env: Env, seed: int, max_steps: int | None = None
 ) -> dict[str, Tensor]:
-    """One greedy episode in replay layout: action[t] led into obs[t], reward[t] came with it.
+    """One greedy episode in replay layout (see `record_episodes`)."""
+    return record_episodes(agent, env, 1, seed, max_steps)[0]
 
-    `max_steps` agent steps cut the episode; `progress` is advanced by each step's env steps."""
-    rollout = Rollout(agent, env)
-    obs = rollout.reset(seed)
-    steps = {"obs": [obs], "action": [np.zeros(env.spec.action_dim, np.float32)], "reward": [0.0]}
-    steps["is_first"], steps["is_terminal"] = [True], [False]
-    done = False
-    while not done:
-        t = rollout.step()
-        for key, value in (("obs", t.next_obs), ("action", t.action), ("reward", t.reward)):
-            steps[key].append(value)
-        steps["is_first"].append(False)
-        steps["is_terminal"].append(t.terminated)
-        done = episode_over(t, rollout, max_steps)
-        if progress is not None:
-            progress.update(env.spec.action_repeat)
-    return {k: torch.as_tensor(np.asarray(v)) for k, v in steps.items()}
+
+@torch.no_grad()
+def open_loop(
+    model: EpisodeModel, episode: dict[str, Tensor], starts: Tensor, horizon: int
+) -> dict[str, Tensor]:
+    """From the posterior at each start, the model rolled `horizon` steps with the episode's
+    real actions (N, H each): reward_pred against reward_true, latent_mse of the imagined
+    features against the posterior's, and obs_mse when the model decodes observations."""
+    device = next(model.parameters()).device
+    ep = {k: v.to(device) for k, v in episode.items()}
+    steps = starts.to(device)[:, None] + torch.arange(1, horizon + 1, device=device)  # (N, H)
+    with eval_mode(model):
+        posterior = model.observe_episode(ep)
+        start = model.start_states(posterior, ep, starts.to(device))
+        actions = ep["action"][steps.T].float()
+        traj = imagine(model, start, horizon, actions=actions)
+        target = model.features(posterior)[steps.T]
+        out = {
+            "reward_pred": traj.reward.T,
+            "reward_true": ep["reward"][steps].float(),
+            "latent_mse": (traj.feat[1:] - target).pow(2).mean(-1).T,
+        }
+        obs_error = model.observation_error(
+            traj.feat[1:].flatten(0, 1), ep["obs"][steps.T.flatten()]
+        )
+        if obs_error is not None:
+            out["obs_mse"] = obs_error.view(horizon, -1).T
+    return out
 
 
 def open_loop_errors(
@@ -56,7 +112,7 @@ def open_loop_errors(
         starts = torch.arange(0, length - horizon, stride)
         if len(starts) == 0:
             continue
-        out = agent.open_loop(ep, starts, horizon)
+        out = open_loop(agent.world_model, ep, starts, horizon)
         errors = {"reward_abs": (out["reward_pred"] - out["reward_true"]).abs()}
         errors.update({k: v for k, v in out.items() if k.endswith("_mse")})
         for key, value in errors.items():
@@ -73,7 +129,7 @@ def performance_gap(agent: WorldModelAgent, episodes: list[dict[str, Tensor]]) -
     predicted, real = [], []
     for ep in episodes:
         horizon = ep["reward"].shape[0] - 1
-        out = agent.open_loop(ep, torch.zeros(1, dtype=torch.long), horizon)
+        out = open_loop(agent.world_model, ep, torch.zeros(1, dtype=torch.long), horizon)
         predicted.append(float(out["reward_pred"].sum()))
         real.append(float(out["reward_true"].sum()))
     diff = np.asarray(predicted) - np.asarray(real)
@@ -99,21 +155,19 @@ def measure_model_error(
     """Record fresh greedy episodes, then their k-step errors and the performance gap.
 
     Episodes stop after `max_steps` agent steps if not before; `progress` shows their env
-    steps; `on_episode` gets the result over the episodes finished so far after each one."""
-    recorded: list[dict[str, Tensor]] = []
-    summary = None
-    with steps_bar(env, episodes, "model error", progress, max_steps) as steps:
-        for i in range(episodes):
-            last = float(recorded[-1]["reward"].sum()) if recorded else None
-            show_episode(steps, i, episodes, last)
-            recorded.append(record_episode(agent, env, seed + i, max_steps, steps))
-            summary = None  # (episodes no longer than the horizon have no k-step errors yet)
-            if on_episode is not None and any(len(ep["reward"]) > horizon for ep in recorded):
-                summary = _summary(agent, recorded, horizon, stride)
-                on_episode(summary)
-        show_episode(steps, episodes - 1, episodes, float(recorded[-1]["reward"].sum()))
-        steps.total = steps.n
-    return summary or _summary(agent, recorded, horizon, stride)
+    steps; `on_episode` gets the result over the episodes finished so far after each one
+    (from the first that is longer than the horizon: shorter ones have no k-step errors)."""
+
+    last: list[dict[str, Any]] = []  # the summary over all episodes, once on_episode made it
+
+    def summarise(recorded: list[dict[str, Tensor]]) -> None:
+        last.clear()
+        if on_episode is not None and any(len(ep["reward"]) > horizon for ep in recorded):
+            last.append(_summary(agent, recorded, horizon, stride))
+            on_episode(last[0])
+
+    recorded = record_episodes(agent, env, episodes, seed, max_steps, progress, summarise)
+    return last[0] if last else _summary(agent, recorded, horizon, stride)
 
 
 def _summary(

@@ -7,12 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from mbrl_sam.agent import WorldModelAgent
 from mbrl_sam.environment import Env
-from mbrl_sam.evaluation.episodes import episode_over, show_episode, steps_bar
-from mbrl_sam.rollout import Rollout
+from mbrl_sam.evaluation.episodes import play_episodes
+from mbrl_sam.rollout import Rollout, Transition
 
 
 def discounted_returns(rewards: np.ndarray, discount: float, tail: float = 0.0) -> np.ndarray:
@@ -33,35 +32,6 @@ def gap_statistics(values: np.ndarray, returns: np.ndarray) -> dict[str, float]:
         "abs_gap": float(np.abs(diff).mean()),
         "rmse": float(np.sqrt((diff**2).mean())),
     }
-
-
-def play_and_value(
-    agent: WorldModelAgent,
-    env: Env,
-    seed: int,
-    max_steps: int | None = None,
-    progress: tqdm | None = None,
-) -> dict[str, Any]:
-    """One greedy episode: per step the agent's value of the state it acted in, the reward,
-    and at the end whether it terminated and the agent's value of the final state.
-
-    `max_steps` agent steps cut the episode (a truncation: its tail is bootstrapped);
-    `progress` is advanced by each step's env steps."""
-    rollout = Rollout(agent, env)
-    rollout.reset(seed)
-    values, rewards, done = [], [], False
-    while not done:
-        t = rollout.step()
-        values.append(agent.state_value(t.obs, t.act_state))
-        rewards.append(t.reward)
-        done = episode_over(t, rollout, max_steps)
-        if progress is not None:
-            progress.update(env.spec.action_repeat)
-    terminated = t.terminated
-    # The final state's value: filtering it in needs one more act() (its action is unused).
-    rollout.act()
-    final_value = 0.0 if terminated else agent.state_value(rollout.obs, rollout.act_state)
-    return {"values": values, "rewards": rewards, "terminated": terminated, "final": final_value}
 
 
 def value_gap(
@@ -98,21 +68,43 @@ def measure_value_gap(
     progress: bool = False,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Play `episodes` greedy episodes and report the agent's value-estimation gap on them.
+    """Play `episodes` greedy episodes and report the agent's value-estimation gap on them:
+    per step the agent's value of the state it acted in against the discounted return that
+    followed. Episodes stop after `max_steps` agent steps if not before; `progress` shows their
+    env steps; `on_episode` gets the result over the episodes finished so far after each one."""
+    played: list[dict[str, list[float]]] = []
 
-    Episodes stop after `max_steps` agent steps if not before; `progress` shows their env
-    steps; `on_episode` gets the result over the episodes finished so far after each one."""
-    played: list[dict[str, Any]] = []
-    with steps_bar(env, episodes, "value gap", progress, max_steps) as steps:
-        for i in range(episodes):
-            show_episode(steps, i, episodes, float(np.sum(played[-1]["rewards"])) if i else None)
-            played.append(play_and_value(agent, env, seed + i, max_steps, steps))
-            summary = _summary(played, agent.discount, tail)
-            if on_episode is not None:
-                on_episode(summary)
-        show_episode(steps, episodes - 1, episodes, summary["real_returns"][-1])
-        steps.total = steps.n
-    return summary
+    def on_start(i: int, rollout: Rollout) -> None:
+        played.append({"values": [], "rewards": []})
+
+    def on_step(i: int, t: Transition) -> None:
+        played[i]["values"].append(agent.state_value(t.obs, t.act_state))
+        played[i]["rewards"].append(t.reward)
+
+    def on_end(i: int, rollout: Rollout, t: Transition) -> dict[str, Any]:
+        # The final state's value: filtering it in needs one more act() (its action is unused).
+        rollout.act()
+        final = 0.0 if t.terminated else agent.state_value(rollout.obs, rollout.act_state)
+        return {**played[i], "final": final}
+
+    def summarise(results: list[dict[str, Any]]) -> None:
+        if on_episode is not None:
+            on_episode(_summary(results, agent.discount, tail))
+
+    results = play_episodes(
+        agent,
+        env,
+        episodes,
+        seed,
+        max_steps=max_steps,
+        progress=progress,
+        desc="value gap",
+        on_start=on_start,
+        on_step=on_step,
+        on_end=on_end,
+        on_episode=summarise,
+    )
+    return _summary(results, agent.discount, tail)
 
 
 def _summary(played: list[dict[str, Any]], discount: float, tail: str) -> dict[str, Any]:

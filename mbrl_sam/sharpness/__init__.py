@@ -2,7 +2,6 @@
 
 from mbrl_sam.sharpness.hessian import LossProbe, flatten, unflatten
 from mbrl_sam.sharpness.measures import (
-    adam_preconditioner,
     preconditioned_sharpness,
     sam_sharpness,
     top_eigenvalue,
@@ -11,7 +10,6 @@ from mbrl_sam.sharpness.spectrum import hutchinson_trace, lanczos, power_iterati
 
 __all__ = [
     "LossProbe",
-    "adam_preconditioner",
     "flatten",
     "hutchinson_trace",
     "lanczos",

@@ -80,26 +80,11 @@ def top_eigenvalue(probe: LossProbe, lr: float, steps: int = 20) -> dict[str, fl
     return {"top_eigenvalue": value, "gd_threshold": 2.0 / lr, "gd_ratio": value * lr / 2.0}
 
 
-def adam_preconditioner(optimizer: torch.optim.Adam, params: list) -> tuple[Tensor, float, float]:
-    """P^-1/2 from Adam's state (P = sqrt(v_hat) + eps) as a flat vector, with lr and beta1."""
-    group = optimizer.param_groups[0]
-    beta1, beta2 = group["betas"]
-    scales = []
-    for p in params:
-        state = optimizer.state.get(p, {})
-        if "exp_avg_sq" not in state:
-            raise ValueError("the optimizer has no second-moment state yet: take a step first")
-        step = float(state["step"])
-        v_hat = state["exp_avg_sq"] / (1 - beta2**step)
-        scales.append((v_hat.sqrt() + group["eps"]).rsqrt())
-    return flatten(scales), float(group["lr"]), float(beta1)
-
-
 def preconditioned_sharpness(
-    probe: LossProbe, optimizer: torch.optim.Adam, steps: int = 20
+    probe: LossProbe, scale: Tensor, lr: float, beta1: float, steps: int = 20
 ) -> dict[str, float]:
-    """lambda_max(P^-1/2 H P^-1/2) and Adam's edge of stability (2 + 2 b1) / ((1 - b1) lr)."""
-    scale, lr, beta1 = adam_preconditioner(optimizer, probe.params)
+    """lambda_max(P^-1/2 H P^-1/2) for Adam's preconditioner (`scale` = P^-1/2, flat) and its
+    edge of stability (2 + 2 b1) / ((1 - b1) lr)."""
     value = float(lanczos(probe.operator(scale=scale), probe.dim, steps=steps, k=1)[0])
     threshold = (2 + 2 * beta1) / ((1 - beta1) * lr)
     return {

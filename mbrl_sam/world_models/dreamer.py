@@ -122,6 +122,29 @@ class DreamerWorldModel(nn.Module):
         """Predicted probability that the episode continues."""
         return torch.sigmoid(self.continue_head(feat).squeeze(-1))
 
+    def outcomes(self, feat: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Reward and continue probability of each transition, read from the state reached."""
+        return self.reward(feat[1:]), self.cont(feat[1:])
+
+    # -- open-loop prediction of real episodes (mbrl_sam/evaluation/model_error.py) -----------
+
+    def observe_episode(self, episode: dict[str, Tensor]) -> State:
+        """The posterior latent state at each step of a real episode (T states)."""
+        obs = episode["obs"] if self.pixels else episode["obs"].float()
+        post, _ = self.rssm.observe(
+            self.encode(obs[None]), episode["action"][None].float(), episode["is_first"][None]
+        )
+        return {"deter": post["deter"][0], "stoch": post["stoch"][0]}
+
+    def start_states(self, posterior: State, episode: dict[str, Tensor], starts: Tensor) -> State:
+        """Imagination starts at steps `starts`: their posterior states."""
+        return {k: v[starts] for k, v in posterior.items()}
+
+    def observation_error(self, feat: Tensor, obs: Tensor) -> Tensor:
+        """Mean squared error of the observations decoded from `feat` (N, F) against `obs`."""
+        target = obs.float() / 255.0 if self.pixels else symlog(obs.float())
+        return (self.decoder(feat) - target).pow(2).flatten(1).mean(-1)
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
         """World-model loss on a (B, T) batch; returns (loss, {"metrics", "post"})."""
         scales = self.cfg.loss_scales

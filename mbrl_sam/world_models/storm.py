@@ -119,10 +119,17 @@ class StormWorldModel(nn.Module):
     """Learns the dynamics of latent frames; `loss(batch)` is all an objective needs."""
 
     def __init__(
-        self, obs_shape: tuple[int, ...], action_dim: int, cfg: StormModelConfig, max_len: int
+        self,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        cfg: StormModelConfig,
+        max_len: int,
+        context: int,
     ) -> None:
+        """`max_len` tokens are learned positions; a window of `context` past steps is what the
+        transformer sees when acting and predicting real episodes open loop."""
         super().__init__()
-        self.cfg, self.max_len = cfg, max_len
+        self.cfg, self.max_len, self.context = cfg, max_len, context
         self.pixels = len(obs_shape) == 3
         self.stoch_dim = cfg.stoch * cfg.classes
         if self.pixels:
@@ -229,6 +236,10 @@ class StormWorldModel(nn.Module):
         """Predicted probability that the episode goes on after `feat`."""
         return 1.0 - torch.sigmoid(self.termination_logit(feat[..., self.stoch_dim :]))
 
+    def outcomes(self, feat: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Reward and continue probability of each transition, read from the state reached."""
+        return self.reward(feat[1:]), self.cont(feat[1:])
+
     # -- training -----------------------------------------------------------------------------
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
@@ -300,10 +311,55 @@ class StormWorldModel(nn.Module):
         return state, cont
 
     def imagine_step(self, state: State, action: Tensor) -> State:
-        """The next latent state after `action`: one cached transformer step, then the prior."""
+        """The next latent state after `action`: a transformer step over the context the state
+        carries, then the prior. The context is a KV cache (imagination from replayed
+        sequences, `starts`) or a sliding window of past steps (`start_states`: acting and
+        open-loop prediction of real episodes, as long as they are)."""
+        if "window" in state:
+            window = {
+                "window": torch.cat([state["window"][:, 1:], state["stoch"][:, None]], 1),
+                "taken": torch.cat([state["taken"][:, 1:], action[:, None]], 1),
+                "valid": torch.cat([state["valid"][:, 1:], state["valid"][:, :1] | True], 1),
+            }
+            hidden = self.window_hidden(window["window"], window["taken"], window["valid"])
+            return {"stoch": self.sample(self.prior_logits(hidden)), "hidden": hidden, **window}
         cache = {k: v for k, v in state.items() if k not in ("stoch", "hidden")}
         hidden, cache = self.transformer.step(self.token(state["stoch"], action), cache)
         return {"stoch": self.sample(self.prior_logits(hidden)), "hidden": hidden, **cache}
+
+    # -- open-loop prediction of real episodes (mbrl_sam/evaluation/model_error.py) -----------
+
+    def observe_episode(self, episode: dict[str, Tensor], chunk: int = 256) -> State:
+        """The posterior state at each step of a real episode (T states): the frame's latent
+        and the transformer's output over the `context` steps before it (zeros at the first)."""
+        stoch = self.sample(self.posterior_logits(episode["obs"]))
+        steps = torch.arange(1, stoch.shape[0], device=stoch.device)
+        hidden = [stoch.new_zeros(1, self.cfg.dim)]
+        for part in steps.split(chunk):  # windows of every step, a bounded number at a time
+            window = self._window(stoch, episode, part)
+            hidden.append(self.window_hidden(window["window"], window["taken"], window["valid"]))
+        return {"stoch": stoch, "hidden": torch.cat(hidden)}
+
+    def start_states(self, posterior: State, episode: dict[str, Tensor], starts: Tensor) -> State:
+        """Imagination starts at steps `starts`: their posterior states, each with the window of
+        the `context` steps before it (padding before the episode's start)."""
+        state = {k: v[starts] for k, v in posterior.items()}
+        return {**state, **self._window(posterior["stoch"], episode, starts)}
+
+    def _window(self, stoch: Tensor, episode: dict[str, Tensor], steps: Tensor) -> State:
+        """The `context` latents before each of `steps`, the actions taken at them, and which of
+        them lie in the episode."""
+        index = steps[:, None] + torch.arange(-self.context, 0, device=steps.device)
+        valid = index >= 0
+        index = index.clamp_min(0)
+        # Replay layout: action[t + 1] is the action taken at step t.
+        taken = episode["action"][index + 1].float()
+        return {"window": stoch[index], "taken": taken, "valid": valid}
+
+    def observation_error(self, feat: Tensor, obs: Tensor) -> Tensor:
+        """Mean squared error of the observations decoded from `feat` (N, F) against `obs`."""
+        stoch = feat[..., : self.stoch_dim].unflatten(-1, (self.cfg.stoch, self.cfg.classes))
+        return (self.decode(stoch) - self.obs_target(obs)).pow(2).flatten(1).mean(-1)
 
     def window_hidden(self, stoch: Tensor, action: Tensor, valid: Tensor | None = None) -> Tensor:
         """The transformer output at the last of a window of tokens (N, W) with no cache, for

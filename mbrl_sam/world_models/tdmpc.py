@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mbrl_sam.behavior.policy_prior import PolicyPrior
 from mbrl_sam.distributions import SymlogTwoHot
 from mbrl_sam.errors import ConfigError, check_int, check_range
 from mbrl_sam.nets import EnsembleMLP, SimNorm, normed_mlp
@@ -55,36 +55,6 @@ class TDMPCModelConfig:
             raise ConfigError("agent.model: vmin < vmax and log_std_min < log_std_max must hold")
 
 
-class PolicyPrior(nn.Module):
-    """Tanh-squashed Gaussian policy prior over latents."""
-
-    def __init__(self, cfg: TDMPCModelConfig, action_dim: int) -> None:
-        super().__init__()
-        self.net = normed_mlp(cfg.latent_dim, cfg.mlp_dim, 2, 2 * action_dim)
-        self.log_std_min, self.log_std_max = cfg.log_std_min, cfg.log_std_max
-
-    def forward(self, z: Tensor, explore: bool = True) -> tuple[Tensor, Tensor]:
-        """An action in [-1, 1] (tanh of a Gaussian sample, or of the mean) and the Gaussian
-        log-density of the sample before the tanh.
-
-        TD-MPC2's entropy bonus is this density times the action dimension: it leaves out the
-        tanh's change of variables (`squashed_log_prob` has it).
-        """
-        mean, log_std = self.net(z).chunk(2, -1)
-        span = self.log_std_max - self.log_std_min
-        log_std = self.log_std_min + 0.5 * span * (torch.tanh(log_std) + 1)
-        noise = torch.randn_like(mean) if explore else torch.zeros_like(mean)
-        raw = mean + noise * log_std.exp()
-        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        return torch.tanh(raw), log_prob
-
-
-def squashed_log_prob(action: Tensor, log_prob: Tensor) -> Tensor:
-    """Log-density of a tanh-squashed action, given the Gaussian log-density before the tanh."""
-    # log|d tanh(u)/du| = log(1 - tanh(u)^2), floored as TD-MPC2 logs it.
-    return log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1)
-
-
 class TDMPCWorldModel(nn.Module):
     """Encoder, latent dynamics, reward, Q-ensemble (+ EMA target), termination and policy."""
 
@@ -104,7 +74,11 @@ class TDMPCWorldModel(nn.Module):
         self.termination_head = (
             normed_mlp(cfg.latent_dim, cfg.mlp_dim, 2, 1) if cfg.episodic else None
         )
-        self.pi = PolicyPrior(cfg, action_dim)
+        # The policy prior lives with the model, as in TD-MPC2 (its weights in the same
+        # checkpoint); its loss and optimizer are the agent's (mbrl_sam/behavior/policy_prior.py).
+        self.pi = PolicyPrior(
+            cfg.latent_dim, cfg.mlp_dim, action_dim, cfg.log_std_min, cfg.log_std_max
+        )
         self.twohot = SymlogTwoHot(cfg.bins, cfg.vmin, cfg.vmax)
         # Reward and Q heads start out predicting zero for every input.
         with torch.no_grad():
@@ -137,6 +111,32 @@ class TDMPCWorldModel(nn.Module):
     def next(self, z: Tensor, action: Tensor) -> Tensor:
         """The next latent state."""
         return self.dynamics(torch.cat([z, action], -1))
+
+    # The latent-model interface (mbrl_sam/imagination.py): z is both state and features.
+
+    def features(self, z: Tensor) -> Tensor:
+        """The latent state itself."""
+        return z
+
+    def imagine_step(self, z: Tensor, action: Tensor) -> Tensor:
+        """The next latent state (`next`)."""
+        return self.next(z, action)
+
+    def outcomes(self, z: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Reward of taking each action in its state, and whether the state reached goes on."""
+        return self.reward(z[:-1], action), self.continues(z[1:])
+
+    def observe_episode(self, episode: dict[str, Tensor]) -> Tensor:
+        """The encoding of each step of a real episode."""
+        return self.encode(episode["obs"].float())
+
+    def start_states(self, z: Tensor, episode: dict[str, Tensor], starts: Tensor) -> Tensor:
+        """Imagination starts at steps `starts`: their encodings."""
+        return z[starts]
+
+    def observation_error(self, z: Tensor, obs: Tensor) -> None:
+        """None: the model has no decoder."""
+        return None
 
     def reward_logits(self, z: Tensor, action: Tensor) -> Tensor:
         """Two-hot logits of the reward for taking `action` in `z`."""

@@ -53,8 +53,9 @@ def test_actions_sampled_outside_the_bounds_reach_env_and_model_clipped(monkeypa
     a = agent("planner=mppi")
     monkeypatch.setattr(torch, "randn_like", lambda x: torch.full_like(x, 5.0))  # z = 5
     latent = a.world_model.initial(1, torch.device("cpu"))
-    prior = a._policy_trajectories(latent, 4)
-    assert prior.shape == (4, a.planner.cfg.horizon, 2) and torch.all(prior == 1)
+    prior = a.proposals(latent)
+    cfg = a.planner.cfg
+    assert prior.shape == (cfg.prior_trajectories, cfg.horizon, 2) and torch.all(prior == 1)
     a = agent()
     action, state = a.act(np.ones(5, np.float32), None, True, explore=True)
     assert np.all(action == 1) and torch.all(state[1] == 1)  # to the env; to the model next step

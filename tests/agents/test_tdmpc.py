@@ -134,8 +134,8 @@ def test_policy_entropy_bonus_is_tdmpc2s_scaled_gaussian_term():
     a = agent("agent.entropy_coef=0.5")
     zs = torch.rand(4, 6, a.world_model.cfg.latent_dim)
     torch.manual_seed(3)
-    loss, _ = a.policy_loss(zs)()
-    a.q_scale.value.fill_(1.0)
+    loss, _ = a.policy.loss(zs)()
+    a.policy.scale.value.fill_(1.0)
     torch.manual_seed(3)
     action, log_prob = a.world_model.pi(zs)
     q = a.world_model.q(zs, action, "avg")  # zero-initialised heads: exactly 0, scale stays 1

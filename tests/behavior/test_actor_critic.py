@@ -42,13 +42,13 @@ def test_imagination_and_update(discrete, actor_grad):
     start = wm.rssm.initial(10, torch.device("cpu"))
     with torch.no_grad():
         traj = ac.imagine(wm, start)
-    assert traj["feat"].shape == (5, 10, wm.rssm.feat_dim)
-    assert traj["action"].shape == (4, 10, 3)
-    assert traj["reward"].shape == (4, 10) and traj["cont"].shape == (4, 10)
+    assert traj.feat.shape == (5, 10, wm.rssm.feat_dim)
+    assert traj.action.shape == (4, 10, 3)
+    assert traj.reward.shape == (4, 10) and traj.cont.shape == (4, 10)
     if discrete:
-        assert torch.all(traj["action"].sum(-1) == 1)
+        assert torch.all(traj.action.sum(-1) == 1)
     else:
-        assert traj["action"].abs().max() <= 1
+        assert traj.action.abs().max() <= 1
     before = [p.detach().clone() for p in ac.actor.parameters()]
     metrics = ac.update(wm, start, torch.ones(10))
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
@@ -63,7 +63,7 @@ def test_dynamics_gradient_reaches_actor_through_the_model():
     torch.nn.init.normal_(wm.reward_head[-1].weight)  # a reward that depends on the state
     ac = ActorCritic(wm.rssm.feat_dim, 2, False, ActorCriticConfig(units=16, layers=1, horizon=3))
     traj = ac.imagine(wm, wm.rssm.initial(4, torch.device("cpu")))
-    traj["reward"].sum().backward()
+    traj.reward.sum().backward()
     grads = [p.grad for p in ac.actor.parameters()]
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
@@ -76,14 +76,14 @@ def test_rollout_log_probs_equal_a_fresh_actor_pass(discrete):
     wm = DreamerWorldModel((5,), 3, DreamerModelConfig(**SMALL)).requires_grad_(False)
     ac = ActorCritic(wm.rssm.feat_dim, 3, discrete, ActorCriticConfig(units=16, layers=1))
     traj = ac.imagine(wm, wm.rssm.initial(6, torch.device("cpu")), backprop=False)
-    assert not traj["feat"].requires_grad and not traj["action"].requires_grad
-    dist = ac.actor(traj["feat"][:-1])
-    torch.testing.assert_close(traj["action"], dist.clip(traj["raw_action"]))
-    fresh = dist.log_prob(traj["raw_action"])
-    torch.testing.assert_close(traj["log_prob"], fresh)
-    torch.testing.assert_close(traj["entropy"], dist.entropy())
+    assert not traj.feat.requires_grad and not traj.action.requires_grad
+    dist = ac.actor(traj.feat[:-1])
+    torch.testing.assert_close(traj.action, dist.clip(traj.extras["raw_action"]))
+    fresh = dist.log_prob(traj.extras["raw_action"])
+    torch.testing.assert_close(traj.extras["log_prob"], fresh)
+    torch.testing.assert_close(traj.extras["entropy"], dist.entropy())
     params = list(ac.actor.parameters())
-    kept = torch.autograd.grad(traj["log_prob"].sum(), params)
+    kept = torch.autograd.grad(traj.extras["log_prob"].sum(), params)
     again = torch.autograd.grad(fresh.sum(), params)
     for a, b in zip(kept, again):
         torch.testing.assert_close(a, b)
@@ -113,14 +113,16 @@ def test_reinforce_scores_the_unclipped_sample_and_the_model_gets_it_clipped(mon
     noise = torch.tensor([2.0, -1.0])
     monkeypatch.setattr(torch, "randn_like", lambda x: noise.expand_as(x).clone())
     traj = ac.imagine(wm, wm.rssm.initial(4, torch.device("cpu")), backprop=False)
-    torch.testing.assert_close(traj["action"], torch.tensor([1.0, -0.85]).expand(3, 4, 2))
+    torch.testing.assert_close(traj.action, torch.tensor([1.0, -0.85]).expand(3, 4, 2))
     # log N(1.9; 0.9, 0.5) + log N(-0.85; -0.6, 0.25), each -z^2/2 - log(std) - log(2 pi)/2:
     # (-2 + 0.6931472 - 0.9189385) + (-0.5 + 1.3862944 - 0.9189385) = -2.2584354
-    torch.testing.assert_close(traj["log_prob"], torch.full((3, 4), -2.2584354))
+    torch.testing.assert_close(traj.extras["log_prob"], torch.full((3, 4), -2.2584354))
     # The score function d log p / d mean = z / std = (2 / 0.5, -1 / 0.25) per step.
-    (grad,) = torch.autograd.grad(traj["log_prob"].sum(), ac.actor.mean)
+    (grad,) = torch.autograd.grad(traj.extras["log_prob"].sum(), ac.actor.mean)
     torch.testing.assert_close(grad, 12 * torch.tensor([4.0, -4.0]))
-    torch.testing.assert_close(traj["raw_action"], torch.tensor([1.9, -0.85]).expand(3, 4, 2))
+    torch.testing.assert_close(
+        traj.extras["raw_action"], torch.tensor([1.9, -0.85]).expand(3, 4, 2)
+    )
 
 
 def test_policy_log_prob_and_entropy():

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from mbrl_sam.optim import adam_preconditioner
 from mbrl_sam.sharpness import (
     LossProbe,
     hutchinson_trace,
@@ -115,7 +116,8 @@ def test_preconditioned_sharpness_of_a_hand_built_diagonal_case():
     opt.state[w]["step"].fill_(10)
     v_hat = v / (1 - 0.999**10)
     expected = float((diag / (v_hat.sqrt() + 1e-8)).max())  # eigenvalues of P^-1 H
-    result = preconditioned_sharpness(probe, opt, steps=3)
+    scale, beta1 = adam_preconditioner(opt, [w], lr=0.01)
+    result = preconditioned_sharpness(probe, scale, 0.01, beta1, steps=3)
     assert result["preconditioned_sharpness"] == pytest.approx(expected, rel=1e-6)
     assert result["adam_threshold"] == pytest.approx((2 + 2 * 0.9) / (0.1 * 0.01))
 

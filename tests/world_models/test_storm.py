@@ -18,7 +18,7 @@ TINY = dict(stoch=4, classes=3, dim=16, layers=2, heads=2, ffn=32, units=16, hea
 def world_model(obs_shape=(5,), dropout=0.0, max_len=7, **extra) -> StormWorldModel:
     torch.manual_seed(0)
     cfg = StormModelConfig(**{**TINY, "depth": 4, "dropout": dropout, **extra})
-    return StormWorldModel(obs_shape, 2, cfg, max_len)
+    return StormWorldModel(obs_shape, 2, cfg, max_len, context=4)
 
 
 def batch(b=3, t=8, obs_shape=(5,), seed=1) -> dict[str, torch.Tensor]:

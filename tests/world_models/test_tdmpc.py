@@ -8,10 +8,8 @@ from torch import nn
 
 from mbrl_sam.nets import EnsembleMLP, SimNorm
 from mbrl_sam.world_models.tdmpc import (
-    PolicyPrior,
     TDMPCModelConfig,
     TDMPCWorldModel,
-    squashed_log_prob,
 )
 
 OBS, ACT, B, H = 5, 3, 7, 3
@@ -72,45 +70,6 @@ def test_ensemble_matches_members_computed_one_by_one():
                 h = nn.functional.mish(h)
         torch.testing.assert_close(out[m], h)
     torch.testing.assert_close(ens(x, torch.tensor([2, 0])), out[[2, 0]])
-
-
-def test_policy_log_prob_is_the_gaussian_density_before_the_tanh():
-    torch.manual_seed(2)
-    cfg = TDMPCModelConfig(latent_dim=8, mlp_dim=10)
-    pi = PolicyPrior(cfg, 2)
-    z = torch.randn(6, 8)
-    torch.manual_seed(3)
-    action, log_prob = pi(z)
-    torch.manual_seed(3)
-    noise = torch.randn(6, 2)
-    mean, log_std = pi.net(z).chunk(2, -1)
-    log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (log_std.tanh() + 1)
-    raw = mean + noise * log_std.exp()
-    torch.testing.assert_close(action, torch.tanh(raw))
-    # TD-MPC2's entropy bonus scores the Gaussian sample itself, with no tanh correction.
-    expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(raw).sum(-1)
-    torch.testing.assert_close(log_prob, expected, rtol=1e-5, atol=1e-5)
-    # The squashed density adds -sum log(1 - tanh^2 + 1e-6), as TD-MPC2 logs it.
-    squashed = squashed_log_prob(action, log_prob)
-    torch.testing.assert_close(squashed, expected - torch.log(1 - action**2 + 1e-6).sum(-1))
-    mode, _ = pi(z, explore=False)
-    torch.testing.assert_close(mode, torch.tanh(mean))
-
-
-def test_policy_log_prob_on_hand_computed_numbers():
-    cfg = TDMPCModelConfig(
-        latent_dim=4, mlp_dim=4, simnorm_dim=4, log_std_min=-10.0, log_std_max=2.0
-    )
-    pi = PolicyPrior(cfg, 1)
-    with torch.no_grad():
-        for p in pi.net.parameters():
-            p.zero_()
-        # mean 0.5; log_std = -10 + 6 * (tanh(0) + 1) = -4.
-        pi.net[-1].bias.copy_(torch.tensor([0.5, 0.0]))
-    action, log_prob = pi(torch.zeros(1, 4), explore=False)
-    # Zero noise: log N(0.5; 0.5, e^-4) = -(-4) - 0.5 log(2 pi) = 3.0810615.
-    torch.testing.assert_close(action, torch.tensor([[math.tanh(0.5)]]))
-    torch.testing.assert_close(log_prob, torch.tensor([3.0810615]))
 
 
 def test_td_targets_with_zero_q_heads_are_the_rewards():

@@ -20,7 +20,7 @@ class ImaginationAgent:
     """A world model stepped by `model_optimizer` and an actor-critic `ac` trained in it.
 
     Subclasses set `world_model`, `ac`, `model_optimizer` and `device` (and may set `loss_fn`,
-    e.g. to a compiled loss) and add acting, the update and the model's open-loop predictions.
+    e.g. to a compiled loss) and add acting and the update.
     """
 
     world_model: nn.Module

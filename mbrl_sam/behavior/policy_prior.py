@@ -1,0 +1,119 @@
+"""TD-MPC2's policy prior: a tanh-squashed Gaussian over latents, trained to maximise the
+scaled Q of its actions plus an entropy bonus on the world model's latents. It proposes
+trajectories to the planner and acts alone with `planner=none`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mbrl_sam.nets import frozen, normed_mlp
+from mbrl_sam.objectives import LossClosure
+from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
+
+
+class PolicyPrior(nn.Module):
+    """Tanh-squashed Gaussian policy over latents."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        units: int,
+        action_dim: int,
+        log_std_min: float,
+        log_std_max: float,
+    ) -> None:
+        super().__init__()
+        self.net = normed_mlp(latent_dim, units, 2, 2 * action_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, z: Tensor, explore: bool = True) -> tuple[Tensor, Tensor]:
+        """An action in [-1, 1] (tanh of a Gaussian sample, or of the mean) and the Gaussian
+        log-density of the sample before the tanh.
+
+        TD-MPC2's entropy bonus is this density times the action dimension: it leaves out the
+        tanh's change of variables (`squashed_log_prob` has it).
+        """
+        mean, log_std = self.net(z).chunk(2, -1)
+        span = self.log_std_max - self.log_std_min
+        log_std = self.log_std_min + 0.5 * span * (torch.tanh(log_std) + 1)
+        noise = torch.randn_like(mean) if explore else torch.zeros_like(mean)
+        raw = mean + noise * log_std.exp()
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return torch.tanh(raw), log_prob
+
+
+def squashed_log_prob(action: Tensor, log_prob: Tensor) -> Tensor:
+    """Log-density of a tanh-squashed action, given the Gaussian log-density before the tanh."""
+    # log|d tanh(u)/du| = log(1 - tanh(u)^2), floored as TD-MPC2 logs it.
+    return log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1)
+
+
+class RunningScale:
+    """EMA of the 5th-95th percentile range of Q values, so the policy loss is scale-free."""
+
+    def __init__(self, rate: float, device: torch.device) -> None:
+        self.rate = rate
+        self.value = torch.ones((), device=device)
+
+    def after(self, x: Tensor) -> Tensor:
+        """The scale after an update with `x`, without changing it (for pure loss closures)."""
+        q = torch.quantile(x.detach().flatten().float(), x.new_tensor([0.05, 0.95]))
+        return torch.lerp(self.value, (q[1] - q[0]).clamp_min(1.0), self.rate)
+
+
+class PolicyPriorLearner:
+    """Steps a policy prior on latents (T, B, L) with TD-MPC2's loss; the Q function only
+    passes gradients on to the actions."""
+
+    def __init__(
+        self,
+        pi: PolicyPrior,
+        q: Callable[[Tensor, Tensor], Tensor],
+        critic: nn.Module,
+        horizon_decay: float,
+        entropy_coef: float,
+        scale_rate: float,
+        opt: OptimizerConfig,
+        device: torch.device,
+    ) -> None:
+        """`q(z, action)` is the value the policy maximises; `critic` holds its weights."""
+        self.pi, self.q, self.critic = pi, q, critic
+        self.horizon_decay, self.entropy_coef = horizon_decay, entropy_coef
+        self.scale = RunningScale(scale_rate, device)
+        self.optimizer = ClosureOptimizer(pi.parameters(), opt.lr, opt.eps, opt.clip)
+
+    def loss(self, zs: Tensor) -> LossClosure:
+        """The loss on latents (T, B, L) as a pure closure: the scaled Q of the policy's actions
+        plus an entropy bonus, rho^t-weighted over the window (TD-MPC2's)."""
+        weights = self.horizon_decay ** torch.arange(zs.shape[0], device=zs.device).float()
+
+        def policy_loss() -> tuple[Tensor, dict]:
+            action, log_prob = self.pi(zs)
+            with frozen(self.critic):
+                q = self.q(zs, action)
+            # As TD-MPC2, Q is divided by the scale updated with this batch's first-step Qs;
+            # the update itself is committed once, after the step (`update`).
+            q_scale = self.scale.after(q[0])
+            # TD-MPC2's bonus: the pre-tanh Gaussian's entropy estimate times the action dim.
+            entropy = -log_prob * action.shape[-1]
+            objective = q / q_scale + self.entropy_coef * entropy
+            loss = -(weights[:, None] * objective).mean()
+            pi_entropy = -squashed_log_prob(action, log_prob).mean()
+            aux = {"pi_loss": loss.detach(), "pi_entropy": pi_entropy.detach()}
+            return loss, {**aux, "q_scale": q_scale}
+
+        return policy_loss
+
+    def update(self, zs: Tensor) -> dict[str, float]:
+        """One step on the world model's latents; `policy/` metrics."""
+        aux, metrics = self.optimizer.step(
+            self.loss(zs), commit=lambda aux: self.scale.value.copy_(aux["q_scale"])
+        )
+        out = {f"policy/{k}": float(v) for k, v in aux.items()}
+        out["policy/grad_norm"] = metrics["final_grad_norm"]
+        return out
