@@ -33,6 +33,8 @@ def register_schemas() -> None:
     it) and, as config groups, each registered agent, objective and planner; agents that bring
     their size presets as data add them to the `preset` group."""
     store = ConfigStore.instance()
+    for group in ("agent", "preset"):  # agents registered since, or no longer, are seen anew
+        store.repo.pop(group, None)
     store.store(name="run", node=RunConfig, group="schema")
     for name, objective in OBJECTIVE_CONFIGS.items():
         store.store(name=name, node=objective, group="objective")

@@ -19,11 +19,9 @@ import time
 import torch
 from harness import filled_replay, gflop, matmul_gflops, sync, time_call
 
-from agents import make_agent
-from agents.run import load_config
+from agents import AGENTS, make_agent
+from agents.run import agent_sizes, load_config
 from mbrl_sam.runtime import matmul_precision, resolve_device, tune_allocator
-
-DEFAULT_SIZES = {"dreamer": ["tiny", "S"], "tdmpc": ["1M", "5M"], "storm": ["tiny", "M"]}
 
 RATIO_KEYS = ("erm_model_ms", "sam_model_ms", "erm_full_update_ms", "sam_full_update_ms", "act_ms")
 
@@ -59,8 +57,13 @@ def summarise(
 def main() -> None:
     """Build erm and sam agents per size and alternate their calls, so load hits both alike."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--agent", default="dreamer", choices=sorted(DEFAULT_SIZES))
-    parser.add_argument("--sizes", nargs="+", default=None)
+    parser.add_argument("--agent", default="dreamer", choices=sorted(AGENTS))
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=None,
+        help="the agent's sizes to time (default: its two smallest)",
+    )
     parser.add_argument("--task", default="dmc/walker-walk")
     parser.add_argument("--obs", default="state", choices=["state", "pixels"])
     parser.add_argument("--repeats", type=int, default=10)
@@ -94,7 +97,7 @@ def main() -> None:
         "results": {},
     }
     variants = {"base": [], **{v: [v] for v in args.against}}
-    for size in args.sizes or DEFAULT_SIZES[args.agent]:
+    for size in args.sizes or agent_sizes(args.agent)[:2]:
         agents, times, precision = {}, {}, {}
         for (name, extra), objective in itertools.product(variants.items(), ("erm", "sam")):
             overrides = [f"agent={args.agent}", f"size={size}", f"objective={objective}"]

@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from agents.dreamer import DreamerConfig
+from agents import AGENTS
 from agents.run import load_config, saved_config, validate_config
-from agents.tdmpc import TDMPCConfig
 from mbrl_sam.config import RunConfig, parse_options
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.flatness import MeasureConfig
@@ -28,14 +27,13 @@ def untyped_nodes(node: DictConfig, path: str = "") -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("agent", ["dreamer", "tdmpc"])
+@pytest.mark.parametrize("agent", sorted(AGENTS))
 def test_every_node_of_the_composed_config_has_a_schema(agent):
     cfg = load_config([f"agent={agent}"])
     assert OmegaConf.get_type(cfg) is RunConfig
     assert untyped_nodes(cfg) == []
     run = validate_config(cfg, Path("/nonexistent"))
-    schema = DreamerConfig if agent == "dreamer" else TDMPCConfig
-    assert isinstance(run, RunConfig) and isinstance(run.agent, schema)
+    assert isinstance(run, RunConfig) and isinstance(run.agent, AGENTS[agent].config)
     assert isinstance(run.planner, PlannerConfig) and isinstance(run.measure, MeasureConfig)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from agents import make_agent
+from agents import AGENTS, make_agent
 from agents.run import load_config
 from mbrl_sam.environment import EnvSpec
 from mbrl_sam.objectives import SAM
@@ -66,18 +66,24 @@ def committed_scale(agent) -> float:
     return float(agent.ac.return_scale if hasattr(agent, "ac") else agent.policy.scale.value)
 
 
-@pytest.mark.parametrize(
-    "name, spec, overrides",
-    [
-        ("tdmpc", TDMPC_SPEC, ["agent.batch_size=16"]),
-        ("dreamer", DREAMER_SPEC, ["agent.batch_size=4", "agent.batch_length=8"]),
-        (
-            "dreamer",
-            DREAMER_SPEC,
-            ["agent.batch_size=4", "agent.batch_length=8", "agent.behavior.actor_grad=reinforce"],
-        ),
-    ],
-)
+# Every registered agent, small (test_the_cases_cover_every_registered_agent).
+SAM_CASES = [
+    ("tdmpc", TDMPC_SPEC, ["agent.batch_size=16"]),
+    ("dreamer", DREAMER_SPEC, ["agent.batch_size=4", "agent.batch_length=8"]),
+    (
+        "dreamer",
+        DREAMER_SPEC,
+        ["agent.batch_size=4", "agent.batch_length=8", "agent.behavior.actor_grad=reinforce"],
+    ),
+    ("storm", DREAMER_SPEC, ["agent.batch_size=2", "agent.behavior.horizon=4"]),
+]
+
+
+def test_the_cases_cover_every_registered_agent():
+    assert {name for name, _, _ in SAM_CASES} == set(AGENTS)
+
+
+@pytest.mark.parametrize("name, spec, overrides", SAM_CASES)
 def test_every_optimizer_with_sam_commits_each_side_effect_once(name, spec, overrides):
     # Two identical agents, world models stepped by SAM; in one the behaviour optimizers use
     # ERM, in the other SAM. SAM's first pass sees the same weights and random draws as ERM's

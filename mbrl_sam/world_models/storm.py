@@ -329,13 +329,13 @@ class StormWorldModel(nn.Module):
 
     # -- open-loop prediction of real episodes (mbrl_sam/evaluation/model_error.py) -----------
 
-    def observe_episode(self, episode: dict[str, Tensor], chunk: int = 256) -> State:
+    def observe_episode(self, episode: dict[str, Tensor]) -> State:
         """The posterior state at each step of a real episode (T states): the frame's latent
         and the transformer's output over the `context` steps before it (zeros at the first)."""
         stoch = self.sample(self.posterior_logits(episode["obs"]))
         steps = torch.arange(1, stoch.shape[0], device=stoch.device)
         hidden = [stoch.new_zeros(1, self.cfg.dim)]
-        for part in steps.split(chunk):  # windows of every step, a bounded number at a time
+        for part in steps.split(256):  # windows of every step, a bounded number at a time
             window = self._window(stoch, episode, part)
             hidden.append(self.window_hidden(window["window"], window["taken"], window["valid"]))
         return {"stoch": stoch, "hidden": torch.cat(hidden)}

@@ -114,27 +114,27 @@ class TDMPCWorldModel(nn.Module):
 
     # The latent-model interface (mbrl_sam/imagination.py): z is both state and features.
 
-    def features(self, z: Tensor) -> Tensor:
+    def features(self, state: Tensor) -> Tensor:
         """The latent state itself."""
-        return z
+        return state
 
-    def imagine_step(self, z: Tensor, action: Tensor) -> Tensor:
+    def imagine_step(self, state: Tensor, action: Tensor) -> Tensor:
         """The next latent state (`next`)."""
-        return self.next(z, action)
+        return self.next(state, action)
 
-    def outcomes(self, z: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+    def outcomes(self, feat: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """Reward of taking each action in its state, and whether the state reached goes on."""
-        return self.reward(z[:-1], action), self.continues(z[1:])
+        return self.reward(feat[:-1], action), self.continues(feat[1:])
 
     def observe_episode(self, episode: dict[str, Tensor]) -> Tensor:
         """The encoding of each step of a real episode."""
         return self.encode(episode["obs"].float())
 
-    def start_states(self, z: Tensor, episode: dict[str, Tensor], starts: Tensor) -> Tensor:
+    def start_states(self, posterior: Tensor, episode: dict[str, Tensor], starts: Tensor) -> Tensor:
         """Imagination starts at steps `starts`: their encodings."""
-        return z[starts]
+        return posterior[starts]
 
-    def observation_error(self, z: Tensor, obs: Tensor) -> None:
+    def observation_error(self, feat: Tensor, obs: Tensor) -> None:
         """None: the model has no decoder."""
         return None
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import make_agent
+from agents import AGENTS, make_agent
 from agents.run import load_config
 from envs import make_env
 from mbrl_sam.environment import Env, EnvSpec
@@ -84,7 +84,7 @@ def test_time_limit_tails_bootstrap_or_count_as_zero():
     assert zero["overall"]["bias"] == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("agent_name", ["dreamer", "tdmpc"])
+@pytest.mark.parametrize("agent_name", sorted(AGENTS))
 def test_model_error_and_performance_gap_on_real_held_out_episodes(agent_name):
     env = make_env("gym/Pendulum-v1")
     torch.manual_seed(0)
