@@ -165,6 +165,10 @@ class ScriptedModel(nn.Module):
         """Advance the step index; the action does not matter here."""
         return {"feat": state["feat"] + torch.tensor([1.0, 0.0])}
 
+    def outcomes(self, feat: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """The tabled reward and continue of each state reached."""
+        return self.reward(feat[1:]), self.cont(feat[1:])
+
 
 def twohot_and_kl(o: SimpleNamespace, oc: Any, model: dict, x: dict) -> dict[str, dict]:
     """Bins, two-hot loss and decoded mean; dyn and rep KL with free bits, raw and scaled."""
@@ -232,13 +236,14 @@ def actor_critic_terms(o: Any, oc: Any, ac: ActorCritic, x: dict, state: dict, k
     out = x["policy_logits" if discrete else "policy_out"]
     ac.actor.net, ac.critic = Table(out), Table(x["critic_logits"])
     ac.slow_critic = Table(x["slow_logits"], False)
-    traj, imagine = {}, ac.imagine
-    ac.imagine = lambda *a, **k: traj.update(imagine(*a, **k)) or traj
+    kept, imagine = [], ac.imagine
+    ac.imagine = lambda *a, **k: kept.append(imagine(*a, **k)) or kept[-1]
     start = {"feat": torch.stack([torch.zeros(N), torch.arange(N + 0.0)], -1)}
     torch.manual_seed(0)
     wm, start_cont = ScriptedModel(x["reward"], x["cont"]), x["start_cont"]
     metrics = ac.update(wm, start, torch.from_numpy(start_cont))
-    act = traj.get("raw_action", traj["action"]).detach().numpy()  # the sample our loss scored
+    traj = kept[-1]
+    act = traj.extras.get("raw_action", traj.action).detach().numpy()  # the sample scored
     act = np.concatenate([act, act[-1:]]).swapaxes(0, 1)
     act = act.argmax(-1).astype(np.int32) if discrete else act
     out = out.swapaxes(0, 1)
@@ -268,8 +273,8 @@ def actor_critic_terms(o: Any, oc: Any, ac: ActorCritic, x: dict, state: dict, k
     policy_loss, value_loss = (scale[k] * losses[k].mean() for k in ("policy", "value"))
     terms = {"actor_loss": diff(metrics["actor_loss"], policy_loss)}
     terms["critic_loss"] = diff(metrics["critic_loss"], value_loss)
-    terms["policy_logp"] = diff(traj["log_prob"], pol.logp(act)[:, :-1].T)
-    terms["policy_entropy"] = diff(traj["entropy"], pol.entropy()[:, :-1].T)
+    terms["policy_logp"] = diff(traj.extras["log_prob"], pol.logp(act)[:, :-1].T)
+    terms["policy_entropy"] = diff(traj.extras["entropy"], pol.entropy()[:, :-1].T)
     terms["imag_return_mean"] = diff(metrics["imag_return"], outs["ret"].mean())
     lo, hi = (new_state[f"retnorm/{k}/value"] for k in ("lo", "hi"))
     terms["return_scale_after_update"] = diff(metrics["return_scale"], hi - lo)
