@@ -33,7 +33,7 @@ class TrainerHook:
         """The run loop begins (after any resume)."""
 
     def after_update(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        """One update is done; `metrics` are its scalars. Must not draw random numbers."""
+        """One update is done; `metrics` are its scalars. Draws nothing from the global RNGs."""
 
     def after_step(self, trainer: Trainer) -> None:
         """One agent step and the updates it was due are done."""

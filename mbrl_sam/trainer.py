@@ -57,9 +57,10 @@ class Trainer:
         # In this order after each step: the train log line comes before a measurement's.
         self.hooks = [MetricsWindow(config.log_every), self.divergence, *hooks]
         self.hooks.append(ProgressBar(config.progress))
-        self._stopwatch: Stopwatch | None = None  # from run()'s start
-        self.saves: Clock | None = None
-        self.time_limit: Clock | None = None
+        self.saves = Clock(60 * config.checkpoint_minutes)
+        limit = config.time_limit_minutes
+        self.time_limit = None if limit is None else Clock(60 * float(limit))
+        self._stopwatch: Stopwatch | None = None  # from run()'s start, after any resume
 
     @property
     def env_steps(self) -> int:
@@ -122,9 +123,9 @@ class Trainer:
     def _start(self) -> None:
         """Continue the episode in progress (or start one), start the clocks and the hooks."""
         self.collector.start()
-        self.saves = Clock(60 * self.config.checkpoint_minutes)
-        limit = self.config.time_limit_minutes
-        self.time_limit = None if limit is None else Clock(60 * float(limit))
+        self.saves.reset()
+        if self.time_limit is not None:
+            self.time_limit.reset()
         self._stopwatch = Stopwatch(self.counters.train_seconds)
         for hook in self.hooks:
             hook.start(self)
