@@ -67,6 +67,7 @@ def main() -> None:
         from mbrl_sam.progress import write_json
         from mbrl_sam.replay import SequenceReplay
         from mbrl_sam.replay_chunks import ReplayChunks
+        from mbrl_sam.replay_store import ChunkStore
         from mbrl_sam.runtime import matmul_precision
 
         cfg, agent, env, state = load_saved_run(run_dir, device, mcfg.seed)
@@ -77,12 +78,12 @@ def main() -> None:
             import numpy as np
 
             spec = env.spec
-            chunks = ReplayChunks(run_dir / "replay")
             replay = SequenceReplay(
-                cfg.replay_capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, 0, chunks
+                cfg.replay_capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, 0
             )
+            store = ChunkStore(ReplayChunks(run_dir / "replay"), replay)
             # Read-only: the run may still be training and writing chunk files.
-            replay.load_state_dict(state["replay"], read_only=True)
+            store.load_state_dict(state["replay"], read_only=True)
             rng = np.random.default_rng(mcfg.seed)
             batch = replay.sample(cfg.agent.batch_size, cfg.agent.batch_length, rng)
     except ConfigError as err:

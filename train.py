@@ -30,10 +30,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from agents.run import validate_config
     from envs import make_env
     from mbrl_sam import seeds
+    from mbrl_sam.collector import Collector, prefill_steps
     from mbrl_sam.evaluation.flatness_hook import FlatnessHook
     from mbrl_sam.logger import Logger
     from mbrl_sam.replay import SequenceReplay
     from mbrl_sam.replay_chunks import ReplayChunks
+    from mbrl_sam.replay_store import ChunkStore
+    from mbrl_sam.run_checkpoint import RunCheckpoint
     from mbrl_sam.runtime import (
         apply_threads,
         matmul_precision,
@@ -46,33 +49,35 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     STOP.training = False
     typed = validate_config(cfg, run_dir)
     tune_allocator()
-    device = resolve_device(cfg.device)
-    apply_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    env_kwargs = dict(obs=cfg.obs, action_repeat=cfg.action_repeat)
-    env = make_env(cfg.task, seed=cfg.seed, **env_kwargs)
-    eval_env = make_env(cfg.task, seed=seeds.eval_env(cfg.seed), **env_kwargs)
+    device = resolve_device(typed.device)
+    apply_threads(typed.threads)
+    seed_everything(typed.seed)
+    env_kwargs = dict(obs=typed.obs, action_repeat=typed.action_repeat)
+    env = make_env(typed.task, seed=typed.seed, **env_kwargs)
+    eval_env = make_env(typed.task, seed=seeds.eval_env(typed.seed), **env_kwargs)
     spec = env.spec
     agent = make_agent(typed, spec, device)
-    chunks = ReplayChunks(run_dir / "replay")
     replay = SequenceReplay(
-        cfg.replay_capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, cfg.seed, chunks
+        typed.replay_capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, typed.seed
     )
+    store = ChunkStore(ReplayChunks(run_dir / "replay"), replay)
+    collector = Collector(agent, env, replay, typed.seed, prefill_steps(typed.prefill, spec), store)
     run_dir.mkdir(parents=True, exist_ok=True)
-    logger = Logger(run_dir, use_tensorboard=cfg.tensorboard)
+    logger = Logger(run_dir, use_tensorboard=typed.tensorboard)
+    checkpoint = RunCheckpoint(run_dir, typed, store)
     hooks = [FlatnessHook(typed.measure)] if typed.measure.every > 0 else []
-    trainer = Trainer(cfg, agent, env, eval_env, replay, logger, run_dir, STOP, hooks)
+    trainer = Trainer(typed, agent, collector, eval_env, logger, checkpoint, STOP, hooks)
     resumed = trainer.try_resume()  # validate_config refused resume=false with a checkpoint
     OmegaConf.save(cfg, run_dir / "config.yaml")
     n_params = sum(p.numel() for ps in agent.world_model.param_groups().values() for p in ps)
     print(
-        f"{'Resuming' if resumed else 'Training'} {cfg.agent.name} ({cfg.objective.name}, "
-        f"size {cfg.size.name}, world model {n_params / 1e6:.2f}M params) on {cfg.task} "
-        f"[{cfg.obs}] for {cfg.steps} env steps on {device}; logs in {run_dir}"
+        f"{'Resuming' if resumed else 'Training'} {typed.agent.name} ({typed.objective.name}, "
+        f"size {typed.size.name}, world model {n_params / 1e6:.2f}M params) on {typed.task} "
+        f"[{typed.obs}] for {typed.steps} env steps on {device}; logs in {run_dir}"
         + (f" from step {trainer.env_steps}" if resumed else ""),
         flush=True,
     )
-    with matmul_precision(cfg.matmul_precision):
+    with matmul_precision(typed.matmul_precision):
         result = trainer.run()
     env.close()
     eval_env.close()

@@ -48,25 +48,30 @@ def measure(steps: int, layout: str, root: Path) -> dict:
     from mbrl_sam.checkpoint import save_checkpoint
     from mbrl_sam.replay import SequenceReplay
     from mbrl_sam.replay_chunks import ReplayChunks
+    from mbrl_sam.replay_store import ChunkStore
 
     run_dir = root / f"{layout}_{steps}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    chunks = ReplayChunks(run_dir / "replay") if layout == "chunks" else None
-    replay = SequenceReplay(steps, OBS, np.uint8, 6, 0, chunks)
+    replay = SequenceReplay(steps, OBS, np.uint8, 6, 0)
+    store = ChunkStore(ReplayChunks(run_dir / "replay"), replay) if layout == "chunks" else None
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (256, *OBS), dtype=np.uint8)  # cycled: filling stays cheap
     action = np.zeros(6, np.float32)
     fill_start = time.monotonic()
     for i in range(steps):
         replay.add(frames[i % 256], action, 0.0, i % 500 == 0, False)
+        if store is not None:
+            store.write_due()
     fill_s = time.monotonic() - fill_start
     model = {f"w{i}": torch.randn(1000, 1000) for i in range(5)}
     adam = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in model.items()}
     before = rss_mb()
     start = time.monotonic()
-    save_checkpoint(
-        run_dir / "checkpoint.pt", {"model": model, "adam": adam, "replay": replay.state_dict()}
-    )
+    # As the trainer's checkpointer does: the pending records go to a chunk first.
+    if store is not None:
+        store.flush()
+    records = store.state_dict() if store is not None else replay.state_dict()
+    save_checkpoint(run_dir / "checkpoint.pt", {"model": model, "adam": adam, "replay": records})
     save_s = time.monotonic() - start
     peak_save = peak_mb()
     size = (run_dir / "checkpoint.pt").stat().st_size / 2**20
@@ -89,13 +94,16 @@ def measure_load(steps: int, layout: str, root: Path) -> dict:
     from mbrl_sam.checkpoint import load_checkpoint
     from mbrl_sam.replay import SequenceReplay
     from mbrl_sam.replay_chunks import ReplayChunks
+    from mbrl_sam.replay_store import ChunkStore
 
     run_dir = root / f"{layout}_{steps}"
-    chunks = ReplayChunks(run_dir / "replay") if layout == "chunks" else None
-    replay = SequenceReplay(steps, OBS, np.uint8, 6, 0, chunks)
+    replay = SequenceReplay(steps, OBS, np.uint8, 6, 0)
     start = time.monotonic()
     state = load_checkpoint(run_dir / "checkpoint.pt")
-    replay.load_state_dict(state["replay"])
+    if layout == "chunks":
+        ChunkStore(ReplayChunks(run_dir / "replay"), replay).load_state_dict(state["replay"])
+    else:
+        replay.load_state_dict(state["replay"])
     del state
     load_s = time.monotonic() - start
     buffer_mb = sum(a.nbytes for a in replay._data.values()) / 2**20

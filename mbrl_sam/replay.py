@@ -1,16 +1,21 @@
-"""A ring-buffer replay of one stream of env steps, sampled as fixed-length sequences, kept on
-disk as append-only chunk files when given a `ReplayChunks` (so checkpoints need not hold it)."""
+"""A ring-buffer replay of one stream of env steps, sampled as fixed-length sequences.
+
+The buffer only stores and reads records. Which windows a batch holds is its sampler's choice
+(`mbrl_sam.replay_sampler`); keeping the records on disk is a `ChunkStore`'s job
+(`mbrl_sam.replay_store`), so that checkpoints need not hold them.
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
-from mbrl_sam.replay_chunks import ReplayChunks
+from mbrl_sam.replay_sampler import Sampler, UniformWindows
 
-_KEYS = ("obs", "action", "reward", "is_first", "is_terminal")
+KEYS = ("obs", "action", "reward", "is_first", "is_terminal")
 
 
 class SequenceReplay:
@@ -23,11 +28,10 @@ class SequenceReplay:
         obs_dtype: np.dtype,
         action_dim: int,
         seed: int = 0,
-        chunks: ReplayChunks | None = None,
-        chunk_size: int = 1024,
+        sampler: Sampler | None = None,
     ) -> None:
-        """With `chunks`, every `chunk_size` added records (and what is pending at each
-        `state_dict()`) are written to disk, and `load_state_dict` reads them back."""
+        """`seed` seeds the generator that `sample` draws windows with (saved with the
+        buffer); `sampler` chooses them (uniformly random windows by default)."""
         if int(capacity) <= 0:
             raise ValueError(f"replay capacity must be > 0, got {capacity}")
         if int(action_dim) <= 0:
@@ -47,11 +51,8 @@ class SequenceReplay:
         self._pos = 0
         self._size = 0
         self._total = 0
-        self._rng = np.random.Generator(np.random.PCG64(seed))
-        self.chunks = chunks
-        self.chunk_size = min(int(chunk_size), self.capacity)
-        self._flushed = 0  # records written to chunk files
-        self._saved = 0  # records covered by the last state_dict()
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.sampler = sampler if sampler is not None else UniformWindows()
 
     def add(
         self,
@@ -80,14 +81,6 @@ class SequenceReplay:
         self._pos = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
         self._total += 1
-        if self.chunks is not None and self._total - self._flushed >= self.chunk_size:
-            self._write_chunk()
-
-    def _write_chunk(self) -> None:
-        """Write the records added since the last chunk as a new chunk file."""
-        idx = np.arange(self._flushed, self._total) % self.capacity
-        self.chunks.write(self._flushed, {key: self._data[key][idx] for key in _KEYS})
-        self._flushed = self._total
 
     def __len__(self) -> int:
         """Number of steps currently stored (at most `capacity`)."""
@@ -101,10 +94,9 @@ class SequenceReplay:
     def sample(
         self, batch_size: int, length: int, rng: np.random.Generator | None = None
     ) -> dict[str, torch.Tensor]:
-        """B windows of T consecutive stored steps, as CPU tensors shaped (B, T, ...).
-
-        `rng` draws the windows instead of the buffer's own generator (which then stays put).
-        """
+        """B windows of T consecutive stored steps chosen by the sampler, as CPU tensors shaped
+        (B, T, ...). `rng` draws them instead of the buffer's own generator (which then stays
+        put)."""
         if batch_size <= 0 or length <= 0:
             raise ValueError(f"batch_size and length must be > 0, got {batch_size}, {length}")
         if self._size < length:
@@ -112,18 +104,47 @@ class SequenceReplay:
                 f"cannot sample sequences of length {length}: replay holds only "
                 f"{self._size} steps (capacity {self.capacity})"
             )
-        # Windows are drawn in chronological offsets from the oldest step, so none can join
-        # the newest step to the overwritten-oldest one across the write head.
+        return self.sampler.sample(self, batch_size, length, rng or self.rng)
+
+    def windows(self, starts: np.ndarray, length: int) -> dict[str, torch.Tensor]:
+        """The windows of `length` steps that begin `starts` steps after the oldest stored one,
+        as tensors shaped (len(starts), length, ...)."""
+        starts = np.asarray(starts)
+        if starts.size and (starts.min() < 0 or starts.max() + length > self._size):
+            raise ValueError(
+                f"replay windows of length {length} must start in [0, {self._size - length}], "
+                f"got starts in [{starts.min()}, {starts.max()}]"
+            )
+        # Offsets count from the oldest step, so no window can join the newest step to the
+        # overwritten-oldest one across the write head.
         oldest = (self._pos - self._size) % self.capacity
-        starts = (rng or self._rng).integers(0, self._size - length + 1, size=batch_size)
         idx = (oldest + starts[:, None] + np.arange(length)[None, :]) % self.capacity
         # Fancy indexing returns fresh arrays, so the tensors never alias the live buffer.
-        return {key: torch.from_numpy(self._data[key][idx]) for key in _KEYS}
+        return {key: torch.from_numpy(self._data[key][idx]) for key in KEYS}
 
-    def state_dict(self) -> dict:
-        """Write position, counts and RNG state, and the records themselves: without chunk
-        files, the filled part of the buffer (views of it: save them before adding more);
-        with them, pending records go to a chunk and the state holds only their count."""
+    def records(self, start: int, end: int) -> dict[str, np.ndarray]:
+        """Copies of records [start, end), numbered from the first ever added; they must all
+        be stored still."""
+        if start < self._total - self._size or end > self._total or start > end:
+            raise ValueError(
+                f"replay records {start}-{end} are not stored: it holds "
+                f"{self._total - self._size}-{self._total}"
+            )
+        idx = np.arange(start, end) % self.capacity
+        return {key: self._data[key][idx] for key in KEYS}
+
+    def current_episode(self) -> dict[str, np.ndarray] | None:
+        """The stored records of the episode in progress (from its is_first record on), or
+        None when its start has been overwritten."""
+        for back in range(1, self._size + 1):
+            if self._data["is_first"][(self._pos - back) % self.capacity]:
+                return self.records(self._total - back, self._total)
+        return None
+
+    def state_dict(self, records: bool = True) -> dict:
+        """Write position, counts and the sampling RNG's state; with `records`, the filled part
+        of the buffer too (views of it: save them before adding more). Without them the
+        records must be kept elsewhere (chunk files). Writes nothing anywhere."""
         state = {
             "capacity": self.capacity,
             "obs_shape": self.obs_shape,
@@ -132,24 +153,14 @@ class SequenceReplay:
             "pos": self._pos,
             "size": self._size,
             "total": self._total,
-            "rng": copy.deepcopy(self._rng.bit_generator.state),
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
         }
-        if self.chunks is None:
-            state["data"] = {key: self._data[key][: self._size] for key in _KEYS}
-            return state
-        if self._total > self._flushed:
-            self._write_chunk()
-        # Chunks evicted before the previous save: that checkpoint (kept as a fallback until
-        # this one is verified) may still need the rest.
-        self.chunks.drop_before(self._saved - self.capacity)
-        self._saved = self._total
+        if records:
+            state["data"] = {key: self._data[key][: self._size] for key in KEYS}
         return state
 
-    def load_state_dict(self, state: dict, read_only: bool = False) -> None:
-        """Restore contents, position, counts and RNG state saved by `state_dict`.
-
-        Chunk files written after that state are deleted, unless `read_only` (a reader beside a
-        run that may still be training: then no chunk file is written or deleted)."""
+    def check_fits(self, state: dict) -> None:
+        """ValueError unless `state` was saved by a buffer of this layout."""
         saved = (
             int(state["capacity"]),
             tuple(state["obs_shape"]),
@@ -162,41 +173,31 @@ class SequenceReplay:
                 "replay state does not match this buffer: saved (capacity, obs_shape, "
                 f"obs_dtype, action_dim)={saved}, this buffer has {mine}"
             )
+
+    def load_state_dict(
+        self, state: dict, records: Iterable[tuple[int, dict[str, np.ndarray]]] | None = None
+    ) -> None:
+        """Restore contents, position, counts and RNG state saved by `state_dict`: the records
+        from the state, or else from `records`, (first record, arrays) pairs covering the
+        stored ones (a ChunkStore reads them)."""
+        self.check_fits(state)
         size, total = int(state["size"]), int(state["total"])
         if "data" in state:
-            for key in _KEYS:
+            for key in KEYS:
                 values = np.asarray(state["data"][key])
                 if len(values) != size:
                     raise ValueError(
                         f"replay state '{key}' has {len(values)} steps, expected {size}"
                     )
                 self._data[key][:size] = values
-        elif self.chunks is None:
-            raise ValueError("replay state holds no records and this buffer has no chunk files")
+        elif records is None:
+            raise ValueError("replay state holds no records and no chunk files were given")
         else:
-            # Chunks past the checkpoint were written by the run that died after it.
-            if not read_only:
-                self.chunks.drop_after(total)
-            for first, arrays in self.chunks.read(total - size, total):
+            for first, arrays in records:
                 idx = np.arange(first, first + len(arrays["reward"])) % self.capacity
-                for key in _KEYS:
+                for key in KEYS:
                     self._data[key][idx] = arrays[key]
         self._pos = int(state["pos"])
         self._size = size
         self._total = total
-        self._flushed = self._saved = total
-        self._rng.bit_generator.state = copy.deepcopy(state["rng"])
-        if "data" in state and self.chunks is not None and not read_only:
-            # A checkpoint from before chunk files: its records become the first chunk.
-            self.chunks.drop_after(total - size)
-            self._flushed = total - size
-            self._write_chunk()
-
-    def current_episode(self) -> dict[str, np.ndarray] | None:
-        """The stored records of the episode in progress (from its is_first record on), or
-        None when its start has been overwritten."""
-        for back in range(1, self._size + 1):
-            if self._data["is_first"][(self._pos - back) % self.capacity]:
-                idx = np.arange(self._total - back, self._total) % self.capacity
-                return {key: self._data[key][idx] for key in _KEYS}
-        return None
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])

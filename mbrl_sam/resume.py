@@ -8,15 +8,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from mbrl_sam.checkpoint import load_latest, remove_stale_temp
-from mbrl_sam.config import check_resume_matches
+from mbrl_sam.config import RunConfig, check_resume_matches
 
 # What a run writes besides its checkpoint; a fresh start in a used run_dir moves them aside.
 RUN_OUTPUTS = ("metrics.jsonl", "evals.jsonl", "resumes.jsonl", "error.log", "tb", "replay")
 
 
-def resumable_state(run_dir: Path, cfg: Any) -> tuple[dict | None, dict[str, tuple[Any, Any]]]:
-    """The run's newest checkpoint, checked to be of the same run as `cfg`, and the steering
+def resumable_state(
+    run_dir: Path, run: RunConfig
+) -> tuple[dict | None, dict[str, tuple[Any, Any]]]:
+    """The run's newest checkpoint, checked to be of the same run as `run`, and the steering
     keys that changed since; (None, {}) when there is none. Removes stale temp files first."""
     removed = remove_stale_temp(run_dir)
     if removed:
@@ -26,7 +30,7 @@ def resumable_state(run_dir: Path, cfg: Any) -> tuple[dict | None, dict[str, tup
         return None, {}
     if note:
         print(f"Warning: {note}", flush=True)
-    return state, check_resume_matches(cfg, state, run_dir)
+    return state, check_resume_matches(OmegaConf.structured(run), state, run_dir)
 
 
 def move_aside_outputs(run_dir: Path) -> Path | None:

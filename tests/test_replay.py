@@ -135,3 +135,24 @@ def test_same_seed_gives_same_samples():
     _fill_counter(a, 60)
     _fill_counter(b, 60)
     assert torch.equal(a.sample(8, 6)["obs"], b.sample(8, 6)["obs"])
+
+
+def test_current_episode_is_the_records_since_the_last_first_one():
+    replay = SequenceReplay(120, (1,), np.float32, action_dim=1)
+    _fill_counter(replay, 173, episode_len=50)  # episodes start every 50 records: the last at 150
+    episode = replay.current_episode()
+    assert episode["is_first"][0] and not episode["is_first"][1:].any()
+    np.testing.assert_array_equal(episode["reward"], np.arange(150, 173, dtype=np.float32))
+    small = SequenceReplay(30, (1,), np.float32, action_dim=1)
+    _fill_counter(small, 90, episode_len=50)  # its episode began 40 records ago: overwritten
+    assert small.current_episode() is None
+
+
+def test_records_and_windows_outside_what_is_stored_are_refused():
+    replay = SequenceReplay(20, (1,), np.float32, action_dim=1)
+    _fill_counter(replay, 30)  # records 10-30 are stored
+    np.testing.assert_array_equal(replay.records(25, 30)["reward"], np.arange(25, 30))
+    with pytest.raises(ValueError, match="records 5-30 are not stored: it holds 10-30"):
+        replay.records(5, 30)
+    with pytest.raises(ValueError, match=r"must start in \[0, 16\], got starts in \[0, 17\]"):
+        replay.windows(np.array([0, 17]), 4)

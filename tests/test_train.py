@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train
 from agents.run import load_config
-from mbrl_sam.checkpoint import CHECKPOINT, load_latest
+from mbrl_sam.checkpoint import load_latest
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -161,12 +161,13 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, agent_args):
 
     def save_and_capture(self):
         original_save(self)
-        saved["state"] = torch.load(self.run_dir / CHECKPOINT, weights_only=False)
+        saved["state"] = torch.load(self.checkpoint.path, weights_only=False)
         saved["state"]["replay_data"] = buffer(self.replay)
 
     def resume_and_capture(self):
         resumed = original_resume(self)
-        loaded["state"] = {**copy.deepcopy(self.state_dict()), "replay_data": buffer(self.replay)}
+        state = copy.deepcopy(self.checkpoint.state(self))
+        loaded["state"] = {**state, "replay_data": buffer(self.replay)}
         return resumed
 
     monkeypatch.setattr(trainer_module.Trainer, "save", save_and_capture)
@@ -262,14 +263,14 @@ def test_a_stop_request_whose_interrupt_was_lost_still_stops_with_a_checkpoint(
     from mbrl_sam import trainer as trainer_module
 
     # As if SIGTERM set train.STOP but its KeyboardInterrupt was swallowed mid-update.
-    original_train = trainer_module.Trainer._train
+    original_train = trainer_module.Trainer._update
 
     def train_then_request_stop(self):
         original_train(self)
         if self.counters.updates >= 3:
             train.STOP.set()
 
-    monkeypatch.setattr(trainer_module.Trainer, "_train", train_then_request_stop)
+    monkeypatch.setattr(trainer_module.Trainer, "_update", train_then_request_stop)
     cfg = config(tmp_path, "task=gym/CartPole-v1", "steps=5000", "prefill=100")
     try:
         with pytest.raises(KeyboardInterrupt):

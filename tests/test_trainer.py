@@ -1,8 +1,10 @@
-"""The training loop's schedule: the seed phase and its catch-up burst of updates."""
+"""The training loop: its schedule in a real run, hooks, and how a run ends (exact resume,
+divergence, faults, signals)."""
 
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,54 +13,72 @@ import torch
 
 import train
 from agents import make_agent
-from agents.run import load_config
+from agents.run import load_config, validate_config
 from envs import make_env
 from mbrl_sam.checkpoint import all_finite, load_checkpoint
+from mbrl_sam.collector import Collector, prefill_steps
 from mbrl_sam.errors import RunError
+from mbrl_sam.hooks import TrainerHook
 from mbrl_sam.logger import Logger
 from mbrl_sam.replay import SequenceReplay
-from mbrl_sam.trainer import Counters, Trainer
+from mbrl_sam.replay_chunks import ReplayChunks
+from mbrl_sam.replay_store import ChunkStore
+from mbrl_sam.run_checkpoint import RunCheckpoint
+from mbrl_sam.trainer import Trainer
 
 TDMPC_FAST = ["agent=tdmpc", "size=tiny", "agent.batch_size=16", "eval_episodes=1"]
 
 
-def trainer(tmp_path: Path, *overrides: str) -> Trainer:
-    cfg = load_config([*TDMPC_FAST, "progress=false", f"run_dir={tmp_path}", *overrides])
-    env = make_env(cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=0)
-    agent = make_agent(cfg, env.spec, torch.device("cpu"))
+def trainer(
+    tmp_path: Path,
+    *overrides: str,
+    hooks: Sequence[TrainerHook] = (),
+    chunk_size: int | None = None,
+    capacity: int = 1000,
+) -> Trainer:
+    """A trainer of a tiny TD-MPC agent in run_dir tmp_path, its replay kept in chunk files of
+    `chunk_size` records when given (else in the checkpoint)."""
+    run = validate_config(
+        load_config([*TDMPC_FAST, "progress=false", f"run_dir={tmp_path}", *overrides]), tmp_path
+    )
+    env = make_env(run.task, obs=run.obs, action_repeat=run.action_repeat, seed=run.seed)
+    agent = make_agent(run, env.spec, torch.device("cpu"))
     spec = env.spec
-    replay = SequenceReplay(1000, spec.obs_shape, spec.obs_dtype, spec.action_dim)
-    for _ in range(10):
-        replay.add(
-            np.zeros(spec.obs_shape, np.float32), np.zeros(spec.action_dim), 0.0, False, False
-        )
+    replay = SequenceReplay(capacity, spec.obs_shape, spec.obs_dtype, spec.action_dim, run.seed)
+    store = None
+    if chunk_size is not None:
+        store = ChunkStore(ReplayChunks(tmp_path / "replay"), replay, chunk_size)
+    collector = Collector(agent, env, replay, run.seed, prefill_steps(run.prefill, spec), store)
     logger = Logger(tmp_path, use_tensorboard=False)
-    return Trainer(cfg, agent, env, env, replay, logger, tmp_path)
+    checkpoint = RunCheckpoint(tmp_path, run, store)
+    return Trainer(run, agent, collector, env, logger, checkpoint, hooks=hooks)
 
 
-@pytest.mark.parametrize(
-    "task,expected",
-    # TD-MPC2 acts randomly for max(1000, 5 x episode length) agent steps.
-    [("dmc/cartpole-swingup", 2500), ("gym/Pendulum-v1", 1000), ("gym/MountainCar-v0", 1000)],
-)
-def test_tdmpc_seed_phase_is_five_episodes_and_at_least_1000_agent_steps(tmp_path, task, expected):
-    # Discrete actions are for dreamer, whose default is 1000 env steps; auto is the same rule.
-    base = [f"task={task}"] + (["agent=dreamer"] if "MountainCar" in task else [])
-    t = trainer(tmp_path, *base, "prefill=auto")
-    assert t.prefill_steps == expected
-    assert trainer(tmp_path, *base, "prefill=600").prefill_steps == 600 // t.repeat
+def add_zero_steps(t: Trainer, n: int) -> None:
+    spec = t.collector.env.spec
+    for _ in range(n):
+        t.replay.add(np.zeros(spec.obs_shape, np.float32), np.zeros(spec.action_dim), 0, 0, 0)
 
 
 def test_catch_up_makes_one_update_per_seed_step_in_one_burst(tmp_path):
     t = trainer(tmp_path, "task=gym/Pendulum-v1", "train_ratio=32")  # one update per 2 steps
+    add_zero_steps(t, 10)
     counts = {}
     for steps in (999, 1000, 1001, 1010):
-        t.counters.agent_steps = steps
+        t.collector.agent_steps = steps
         counts[steps] = t.updates_due()
     assert counts == {999: 0, 1000: 500, 1001: 500, 1010: 505}
     t = trainer(tmp_path, "task=gym/Pendulum-v1", "train_ratio=32", "agent.catch_up=false")
-    t.counters.agent_steps = 1010
+    add_zero_steps(t, 10)
+    t.collector.agent_steps = 1010
     assert t.updates_due() == 5
+
+
+def test_no_update_is_due_before_replay_holds_one_sequence(tmp_path):
+    t = trainer(tmp_path, "task=gym/Pendulum-v1", "train_ratio=32", "agent.batch_length=11")
+    add_zero_steps(t, 10)
+    t.collector.agent_steps = 1010
+    assert len(t.replay) == 10 and t.updates_due() == 0
 
 
 def test_a_catch_up_run_ends_with_as_many_updates_as_agent_steps(tmp_path):
@@ -70,13 +90,6 @@ def test_a_catch_up_run_ends_with_as_many_updates_as_agent_steps(tmp_path):
     train.run(cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["counters"]["agent_steps"] == 240 and state["counters"]["updates"] == 240
-
-
-def test_counters_read_checkpoints_written_before_they_were_a_dataclass():
-    old = {"agent_steps": 7, "updates": 3, "episodes": 1, "last_eval": -1, "last_measure": 2}
-    counters = Counters.from_state({**old, "train_seconds": 4.5})
-    assert counters == Counters(7, 3, 1, None, 4.5)
-    assert Counters.from_state({**old, "last_eval": 200}).last_eval == 200
 
 
 # -- durable runs: exact resume, divergence, faults -------------------------------------------
@@ -144,14 +157,14 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_good_checkp
 def test_an_unexpected_error_writes_an_emergency_checkpoint(tmp_path, monkeypatch):
     from mbrl_sam import trainer as trainer_module
 
-    original = trainer_module.Trainer._train
+    original = trainer_module.Trainer._update
 
     def fail_after_some_updates(self):
         original(self)
         if self.counters.updates >= 20:
             raise OSError("simulated fault")
 
-    monkeypatch.setattr(trainer_module.Trainer, "_train", fail_after_some_updates)
+    monkeypatch.setattr(trainer_module.Trainer, "_update", fail_after_some_updates)
     args = [*EXACT["gym"], "objective=erm", "eval_every=0", "steps=400", f"run_dir={tmp_path}"]
     with pytest.raises(OSError, match="simulated fault"):
         train.run(load_config(args), tmp_path)
@@ -160,9 +173,9 @@ def test_an_unexpected_error_writes_an_emergency_checkpoint(tmp_path, monkeypatc
 
 
 def test_signals_during_a_slow_checkpoint_write_cannot_abort_it(tmp_path, monkeypatch):
-    from mbrl_sam import trainer as trainer_module
+    from mbrl_sam import run_checkpoint
 
-    real_save = trainer_module.save_checkpoint
+    real_save = run_checkpoint.save_checkpoint
     writes = []
 
     def slow_save_under_fire(path, state):
@@ -172,7 +185,7 @@ def test_signals_during_a_slow_checkpoint_write_cannot_abort_it(tmp_path, monkey
         real_save(path, state)
         writes.append(state["counters"]["agent_steps"])
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", slow_save_under_fire)
+    monkeypatch.setattr(run_checkpoint, "save_checkpoint", slow_save_under_fire)
     previous = signal.signal(signal.SIGTERM, lambda s, f: train.STOP.request("SIGTERM"))
     try:
         args = [*EXACT["gym"], "objective=erm", "eval_every=0", "steps=400"]
@@ -201,3 +214,49 @@ def test_evaluation_acts_greedily_unless_eval_explore(tmp_path, explore):
     t.agent.act = recording_act
     t.evaluate()
     assert len(seen) == 200 and set(seen) == {explore}
+
+
+class Recorder(TrainerHook):
+    """Records the events it sees; its state is how many steps it saw."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.steps_seen = 0
+
+    def start(self, trainer: Trainer) -> None:
+        self.events.append("start")
+
+    def after_update(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.events.append("update")
+
+    def after_step(self, trainer: Trainer) -> None:
+        self.events.append("step")
+        self.steps_seen += 1
+
+    def close(self) -> None:
+        self.events.append("close")
+
+    def state_dict(self) -> dict:
+        return {"steps_seen": self.steps_seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps_seen = state["steps_seen"]
+
+
+def test_hooks_see_every_event_and_their_state_rides_in_the_checkpoint(tmp_path):
+    args = ["task=gym/Pendulum-v1", "planner=none", "prefill=20", "train_ratio=64"]
+    args += ["eval_every=0", "objective=erm", "agent.catch_up=false"]
+    hook = Recorder()
+    t = trainer(tmp_path, *args, "steps=30", hooks=[hook], chunk_size=64)
+    t.try_resume()
+    t.run()
+    assert hook.events[0] == "start" and hook.events[-1] == "close"
+    assert hook.events.count("step") == 30 and hook.events.count("close") == 1
+    assert hook.events.count("update") == t.counters.updates == 10
+    # An update comes in the step it is due in, before that step's hooks.
+    assert hook.events[1:24] == ["step"] * 20 + ["update", "step", "update"]
+    again = Recorder()
+    resumed = trainer(tmp_path, *args, "steps=40", hooks=[again], chunk_size=64)
+    assert resumed.try_resume() and again.steps_seen == 30

@@ -9,16 +9,18 @@ import torch
 
 from mbrl_sam import seeds
 from mbrl_sam.evaluation.flatness import MeasureConfig, measure_all
+from mbrl_sam.hooks import TrainerHook
 
 if TYPE_CHECKING:
     from mbrl_sam.trainer import Trainer
 
 
-class FlatnessHook:
+class FlatnessHook(TrainerHook):
     """Measures the world model's flatness on one fixed probe batch, and the value gap and model
     error on fresh eval-env episodes; logs them to TensorBoard (`measure/`) and measure.jsonl."""
 
     name = "flatness"
+    uses_global_rng = True  # the value gap's and model error's episodes and probes draw
 
     def __init__(self, cfg: MeasureConfig) -> None:
         self.cfg = cfg
@@ -39,7 +41,7 @@ class FlatnessHook:
         """Measure now; return and log the result."""
         if self.probe_batch is None:
             # Drawn once with its own generator, so it is the same batch for the whole run.
-            a = trainer.cfg.agent
+            a = trainer.config.agent
             rng = np.random.default_rng(self.cfg.seed)
             self.probe_batch = trainer.replay.sample(a.batch_size, a.batch_length, rng)
         result = measure_all(
