@@ -13,8 +13,8 @@ from agents.imagination import ImaginationAgent
 from mbrl_sam.agent import AgentConfig
 from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from mbrl_sam.environment import EnvSpec
-from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
-from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
+from mbrl_sam.objectives import ObjectiveConfig
+from mbrl_sam.optim import OptimizerConfig, world_model_optimizer
 from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig, make_planner
 from mbrl_sam.planners.model_value import model_value, policy_proposals
 from mbrl_sam.registry import AgentEntry
@@ -75,14 +75,7 @@ class DreamerAgent(ImaginationAgent):
         )
         self.world_model.to(device)
         self.ac.to(device)
-        self.model_optimizer = ClosureOptimizer(
-            self.world_model.parameters(),
-            lr=cfg.model_opt.lr,
-            eps=cfg.model_opt.eps,
-            clip=cfg.model_opt.clip,
-            objective=build_objective(objective),
-            perturbed=select_params(self.world_model.param_groups(), objective.perturb),
-        )
+        self.model_optimizer = world_model_optimizer(self.world_model, cfg.model_opt, objective)
         self.planner = None
         # planner=auto is Dreamer's own way: act with its actor, as planner=none. A sampling
         # planner makes it latent MPC: action sequences planned through the RSSM, the critic

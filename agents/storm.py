@@ -16,8 +16,8 @@ from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError, check_int
 from mbrl_sam.nets import eval_mode
-from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
-from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
+from mbrl_sam.objectives import ObjectiveConfig
+from mbrl_sam.optim import OptimizerConfig, world_model_optimizer
 from mbrl_sam.planners import PlannerConfig
 from mbrl_sam.registry import AgentEntry
 from mbrl_sam.world_models.storm import StormModelConfig, StormWorldModel
@@ -104,14 +104,7 @@ class StormAgent(ImaginationAgent):
         self.ac = ActorCritic(feat_dim, spec.action_dim, spec.discrete, cfg.behavior)
         self.world_model.to(device)
         self.ac.to(device)
-        self.model_optimizer = ClosureOptimizer(
-            self.world_model.parameters(),
-            lr=cfg.model_opt.lr,
-            eps=cfg.model_opt.eps,
-            clip=cfg.model_opt.clip,
-            objective=build_objective(objective),
-            perturbed=select_params(self.world_model.param_groups(), objective.perturb),
-        )
+        self.model_optimizer = world_model_optimizer(self.world_model, cfg.model_opt, objective)
         if cfg.compile:
             # Compiled in place, so checkpoints keep their keys; cached steps change shape each
             # step, so only the whole-sequence loss and the networks' forward passes compile.

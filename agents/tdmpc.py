@@ -16,8 +16,8 @@ from mbrl_sam.behavior.policy_prior import PolicyPriorLearner
 from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError, check_positive, check_range
 from mbrl_sam.nets import eval_mode
-from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
-from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
+from mbrl_sam.objectives import ObjectiveConfig
+from mbrl_sam.optim import OptimizerConfig, world_model_optimizer
 from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig, make_planner
 from mbrl_sam.planners.model_value import model_value, policy_proposals
 from mbrl_sam.registry import AgentEntry
@@ -142,18 +142,10 @@ class TDMPCAgent:
             self._loss = torch.compile(self.world_model.loss)
             options = {"pattern_matcher": False, "fallback_random": True}
             self._plan_value = torch.compile(self.estimate_value, options=options)
-        groups = self.world_model.param_groups()
-        opt = cfg.model_opt
         # The encoder learns slower (TD-MPC2's enc_lr_scale), the other model parts at lr.
-        param_groups = [{"params": groups["encoder"], "lr": opt.lr * opt.enc_lr_scale}]
-        param_groups.append({"params": [p for k, v in groups.items() if k != "encoder" for p in v]})
-        self.model_optimizer = ClosureOptimizer(
-            param_groups,
-            lr=opt.lr,
-            eps=opt.eps,
-            clip=opt.clip,
-            objective=build_objective(objective),
-            perturbed=select_params(groups, objective.perturb),
+        scales = {"encoder": cfg.model_opt.enc_lr_scale}
+        self.model_optimizer = world_model_optimizer(
+            self.world_model, cfg.model_opt, objective, scales
         )
         wm = self.world_model
         self.policy = PolicyPriorLearner(

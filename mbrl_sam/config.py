@@ -129,12 +129,13 @@ STEERING = (
 )
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flat_keys(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as dotted key -> leaf value (lists are leaves)."""
     if not isinstance(tree, dict):
         return {prefix: tree}
     out: dict[str, Any] = {}
     for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flat_keys(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
@@ -144,7 +145,7 @@ def config_changes(
     """Keys whose values differ between two resolved configs, as key -> (saved, now): those
     that define the run, and those that only steer it. Keys one side lacks (added or renamed
     since) are not compared."""
-    old, new = _flat(saved), _flat(now)
+    old, new = flat_keys(saved), flat_keys(now)
     defining, steering = {}, {}
     for key in sorted(old.keys() & new.keys()):
         if old[key] != new[key]:

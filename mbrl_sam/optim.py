@@ -11,7 +11,14 @@ from omegaconf import MISSING
 from torch import Tensor, nn
 
 from mbrl_sam.errors import check_positive
-from mbrl_sam.objectives import ERM, LossClosure, Objective
+from mbrl_sam.objectives import (
+    ERM,
+    LossClosure,
+    Objective,
+    ObjectiveConfig,
+    build_objective,
+    select_params,
+)
 
 
 @dataclass
@@ -121,3 +128,28 @@ def adam_preconditioner(
         relative = (group["lr"] / lr) ** 0.5
         scales.append(((v_hat.sqrt() + group["eps"]).rsqrt() * relative).flatten())
     return torch.cat(scales), float(adam.param_groups[0]["betas"][0])
+
+
+def world_model_optimizer(
+    model: nn.Module,
+    opt: OptimizerConfig,
+    objective: ObjectiveConfig,
+    lr_scales: dict[str, float] | None = None,
+) -> ClosureOptimizer:
+    """Adam over a world model's parameters, stepped through `objective`, which perturbs the
+    groups `objective.perturb` names (`auto` already resolved). `lr_scales` gives some groups
+    lr x scale (TD-MPC2's slower encoder); the rest share one group."""
+    groups = model.param_groups()
+    params: Any = model.parameters()
+    if lr_scales:
+        params = [{"params": groups[name], "lr": opt.lr * s} for name, s in lr_scales.items()]
+        rest = [p for name, ps in groups.items() if name not in lr_scales for p in ps]
+        params.append({"params": rest})
+    return ClosureOptimizer(
+        params,
+        opt.lr,
+        opt.eps,
+        opt.clip,
+        objective=build_objective(objective),
+        perturbed=select_params(groups, objective.perturb),
+    )

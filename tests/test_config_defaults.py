@@ -12,24 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents import AGENTS
 from agents.run import agent_sizes, load_config
-from mbrl_sam.config import RunConfig, config_dir
+from mbrl_sam.config import RunConfig, config_dir, flat_keys
 from mbrl_sam.objectives import OBJECTIVE_CONFIGS
 from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig
 
 
-def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested dict as dotted path -> value (lists are values)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(leaves(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def defaults_of(schema: type) -> dict[str, Any]:
     """A schema's default values as dotted paths."""
-    return leaves(OmegaConf.to_container(OmegaConf.structured(schema)))
+    return flat_keys(OmegaConf.to_container(OmegaConf.structured(schema)))
 
 
 def schema_of_preset(path: Path) -> type:
@@ -42,7 +32,7 @@ def schema_of_preset(path: Path) -> type:
 def yaml_repeats(path: Path, agent_schema: type | None = None) -> list[str]:
     """`key=value` for each value a config file sets to what its schema already holds."""
     text = path.read_text()
-    values = leaves(OmegaConf.to_container(OmegaConf.load(path)) or {})
+    values = flat_keys(OmegaConf.to_container(OmegaConf.load(path)) or {})
     values = {k: v for k, v in values.items() if not k.startswith(("defaults", "hydra"))}
     if "# @package agent" in text:
         values = {f"agent.{k}": v for k, v in values.items()}
@@ -121,7 +111,7 @@ def dead_defaults(configs: list[DictConfig]) -> list[str]:
         walk(cfg)
     dead = [f"{cls.__name__}.{name}" for (cls, name), used in seen.items() if not used]
     for name, entry in AGENTS.items():
-        runs = [leaves(OmegaConf.to_container(c.agent)) for c in configs if c.agent.name == name]
+        runs = [flat_keys(OmegaConf.to_container(c.agent)) for c in configs if c.agent.name == name]
         for path, value in defaults_of(entry.config).items():
             if runs and all(run.get(path) != value for run in runs):
                 dead.append(f"{name}: agent.{path}={value}")

@@ -24,8 +24,8 @@ from mbrl_sam.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.nets import MLP
-from mbrl_sam.objectives import ObjectiveConfig, build_objective, select_params
-from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
+from mbrl_sam.objectives import ObjectiveConfig
+from mbrl_sam.optim import OptimizerConfig, world_model_optimizer
 from mbrl_sam.planners import PlannerConfig
 from mbrl_sam.registry import AgentEntry, agent_entry, register, world_model_groups
 from tests.test_agent import SPEC, check_contract
@@ -128,15 +128,7 @@ class ToyAgent(ImaginationAgent):
         self.world_model = toy_world_model(spec.obs_shape, spec.action_dim, cfg).to(device)
         units = cfg.model.units
         self.ac = ActorCritic(units, spec.action_dim, spec.discrete, cfg.behavior).to(device)
-        opt = cfg.model_opt
-        self.model_optimizer = ClosureOptimizer(
-            self.world_model.parameters(),
-            opt.lr,
-            opt.eps,
-            opt.clip,
-            objective=build_objective(objective),
-            perturbed=select_params(self.world_model.param_groups(), objective.perturb),
-        )
+        self.model_optimizer = world_model_optimizer(self.world_model, cfg.model_opt, objective)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, state: Any, is_first: bool, explore: bool) -> tuple:

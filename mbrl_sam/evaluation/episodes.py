@@ -4,7 +4,7 @@ the value gap and the model error; each use observes the steps through its callb
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -14,11 +14,22 @@ from mbrl_sam.environment import Env
 from mbrl_sam.progress import bar
 from mbrl_sam.rollout import Rollout, Transition
 
-# on_start(index, rollout) after the reset; on_step(index, transition) after each step;
-# on_end(index, rollout, last transition) -> what to add to the episode's result.
-OnStart = Callable[[int, Rollout], None]
-OnStep = Callable[[int, Transition], None]
-OnEnd = Callable[[int, Rollout, Transition], dict[str, Any]]
+
+class EpisodeObserver(Protocol):
+    """What a use of the episode loop records: called after each reset, after each step, and
+    at each episode's end (its return value joins the episode's result)."""
+
+    def start(self, index: int, rollout: Rollout) -> None:
+        """Episode `index` has been reset; `rollout.obs` is its first observation."""
+        ...
+
+    def step(self, index: int, t: Transition) -> None:
+        """Episode `index` took step `t`."""
+        ...
+
+    def end(self, index: int, rollout: Rollout, t: Transition) -> dict[str, Any]:
+        """Episode `index` ended with step `t`; what to add to its result."""
+        ...
 
 
 def steps_bar(
@@ -47,42 +58,63 @@ def play_episodes(
     env: Env,
     episodes: int,
     seed: int,
+    observer: EpisodeObserver | None = None,
     explore: bool = False,
     max_steps: int | None = None,
     progress: bool = False,
     desc: str = "eval",
-    on_start: OnStart | None = None,
-    on_step: OnStep | None = None,
-    on_end: OnEnd | None = None,
     on_episode: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Play `episodes` episodes (episode i reset with seed + i), each until it ends or reaches
-    `max_steps` agent steps (a truncation); per episode its return, length and whether it
-    terminated, plus what `on_end` returns. `on_episode(results so far)` runs after each;
-    `progress` shows a bar of env steps."""
+    `max_steps` agent steps (a truncation), shown to `observer`; per episode its return, length
+    and whether it terminated, plus what the observer adds. `on_episode(results so far)` runs
+    after each; `progress` shows a bar of env steps."""
     rollout, results = Rollout(agent, env, explore), []
     with steps_bar(env, episodes, desc, progress, max_steps) as steps:
         for i in range(episodes):
             show_episode(steps, i, episodes, results[-1]["return"] if results else None)
             rollout.reset(seed + i)
-            if on_start is not None:
-                on_start(i, rollout)
+            if observer is not None:
+                observer.start(i, rollout)
             done = False
             while not done:
                 t = rollout.step()
-                if on_step is not None:
-                    on_step(i, t)
+                if observer is not None:
+                    observer.step(i, t)
                 steps.update(env.spec.action_repeat)
                 done = t.done or (max_steps is not None and rollout.length >= max_steps)
             result = {"return": rollout.ret, "length": rollout.length, "terminated": t.terminated}
-            if on_end is not None:
-                result.update(on_end(i, rollout, t))
+            if observer is not None:
+                result.update(observer.end(i, rollout, t))
             results.append(result)
             if on_episode is not None:
                 on_episode(results)
         show_episode(steps, episodes - 1, episodes, results[-1]["return"])
         steps.total = steps.n  # episodes that ended early leave the total short of it
     return results
+
+
+class Frames:
+    """Records the first episode's rendered frames into a list."""
+
+    def __init__(self, env: Env, frames: list[np.ndarray]) -> None:
+        self.env, self.frames = env, frames
+
+    def start(self, index: int, rollout: Rollout) -> None:
+        """The first frame, after the reset."""
+        self._frame(index)
+
+    def step(self, index: int, t: Transition) -> None:
+        """A frame after each step."""
+        self._frame(index)
+
+    def _frame(self, index: int) -> None:
+        if index == 0:
+            self.frames.append(self.env.render())
+
+    def end(self, index: int, rollout: Rollout, t: Transition) -> dict[str, Any]:
+        """Nothing to add."""
+        return {}
 
 
 def run_episodes(
@@ -97,19 +129,7 @@ def run_episodes(
 ) -> list[dict[str, Any]]:
     """Evaluate: play `episodes` episodes; their returns and lengths. Given a `frames` list,
     the first episode's rendered frames are appended to it."""
-
-    def render(i: int, *_: object) -> None:
-        if frames is not None and i == 0:
-            frames.append(env.render())
-
+    observer = Frames(env, frames) if frames is not None else None
     return play_episodes(
-        agent,
-        env,
-        episodes,
-        seed,
-        explore,
-        progress=progress,
-        on_start=render,
-        on_step=render,
-        on_episode=on_episode,
+        agent, env, episodes, seed, observer, explore, progress=progress, on_episode=on_episode
     )

@@ -30,39 +30,41 @@ def record_episodes(
 ) -> list[dict[str, Tensor]]:
     """Greedy episodes in replay layout (action[t] led into obs[t], reward[t] came with it),
     each cut after `max_steps` agent steps; `on_episode(recorded so far)` after each."""
-    recorded: list[dict[str, list]] = []
-
-    def on_start(i: int, rollout: Rollout) -> None:
-        zero = np.zeros(env.spec.action_dim, np.float32)
-        recorded.append({"obs": [rollout.obs], "action": [zero], "reward": [0.0]})
-        recorded[i].update(is_first=[True], is_terminal=[False])
-
-    def on_step(i: int, t: Transition) -> None:
-        values = (t.next_obs, t.action, t.reward, False, t.terminated)
-        for key, value in zip(("obs", "action", "reward", "is_first", "is_terminal"), values):
-            recorded[i][key].append(value)
-
-    def on_end(i: int, rollout: Rollout, t: Transition) -> dict[str, Any]:
-        return {"episode": {k: torch.as_tensor(np.asarray(v)) for k, v in recorded[i].items()}}
 
     def report(results: list[dict[str, Any]]) -> None:
         if on_episode is not None:
             on_episode([r["episode"] for r in results])
 
+    recorder, name = EpisodeRecorder(env.spec.action_dim), "model error"
     results = play_episodes(
-        agent,
-        env,
-        episodes,
-        seed,
-        max_steps=max_steps,
-        progress=progress,
-        desc="model error",
-        on_start=on_start,
-        on_step=on_step,
-        on_end=on_end,
-        on_episode=report,
+        agent, env, episodes, seed, recorder, False, max_steps, progress, name, report
     )
     return [r["episode"] for r in results]
+
+
+class EpisodeRecorder:
+    """An episode's steps in replay layout, as tensors at its end."""
+
+    def __init__(self, action_dim: int) -> None:
+        self.action_dim = action_dim
+        self.recorded: list[dict[str, list]] = []
+
+    def start(self, index: int, rollout: Rollout) -> None:
+        """The first observation, with no action or reward before it."""
+        zero = np.zeros(self.action_dim, np.float32)
+        first = {"obs": [rollout.obs], "action": [zero], "reward": [0.0]}
+        self.recorded.append({**first, "is_first": [True], "is_terminal": [False]})
+
+    def step(self, index: int, t: Transition) -> None:
+        """The observation reached, the action that led there and the reward with it."""
+        values = (t.next_obs, t.action, t.reward, False, t.terminated)
+        for key, value in zip(("obs", "action", "reward", "is_first", "is_terminal"), values):
+            self.recorded[index][key].append(value)
+
+    def end(self, index: int, rollout: Rollout, t: Transition) -> dict[str, Any]:
+        """The episode as tensors."""
+        steps = self.recorded[index]
+        return {"episode": {k: torch.as_tensor(np.asarray(v)) for k, v in steps.items()}}
 
 
 def record_episode(

@@ -72,39 +72,41 @@ def measure_value_gap(
     per step the agent's value of the state it acted in against the discounted return that
     followed. Episodes stop after `max_steps` agent steps if not before; `progress` shows their
     env steps; `on_episode` gets the result over the episodes finished so far after each one."""
-    played: list[dict[str, list[float]]] = []
-
-    def on_start(i: int, rollout: Rollout) -> None:
-        played.append({"values": [], "rewards": []})
-
-    def on_step(i: int, t: Transition) -> None:
-        played[i]["values"].append(agent.state_value(t.obs, t.act_state))
-        played[i]["rewards"].append(t.reward)
-
-    def on_end(i: int, rollout: Rollout, t: Transition) -> dict[str, Any]:
-        # The final state's value: filtering it in needs one more act() (its action is unused).
-        rollout.act()
-        final = 0.0 if t.terminated else agent.state_value(rollout.obs, rollout.act_state)
-        return {**played[i], "final": final}
 
     def summarise(results: list[dict[str, Any]]) -> None:
         if on_episode is not None:
             on_episode(_summary(results, agent.discount, tail))
 
+    recorder, name = ValueRecorder(agent), "value gap"
     results = play_episodes(
-        agent,
-        env,
-        episodes,
-        seed,
-        max_steps=max_steps,
-        progress=progress,
-        desc="value gap",
-        on_start=on_start,
-        on_step=on_step,
-        on_end=on_end,
-        on_episode=summarise,
+        agent, env, episodes, seed, recorder, False, max_steps, progress, name, summarise
     )
     return _summary(results, agent.discount, tail)
+
+
+class ValueRecorder:
+    """Per step the agent's value of the state it acted in and the reward; at the end the
+    value of the final state."""
+
+    def __init__(self, agent: WorldModelAgent) -> None:
+        self.agent = agent
+        self.played: list[dict[str, list[float]]] = []
+
+    def start(self, index: int, rollout: Rollout) -> None:
+        """A new episode."""
+        self.played.append({"values": [], "rewards": []})
+
+    def step(self, index: int, t: Transition) -> None:
+        """The value of the state acted in, and the reward that followed."""
+        self.played[index]["values"].append(self.agent.state_value(t.obs, t.act_state))
+        self.played[index]["rewards"].append(t.reward)
+
+    def end(self, index: int, rollout: Rollout, t: Transition) -> dict[str, Any]:
+        """The episode's values and rewards, and the final state's value."""
+        # Filtering the final state in needs one more act() (its action is unused).
+        rollout.act()
+        final = 0.0 if t.terminated else self.agent.state_value(rollout.obs, rollout.act_state)
+        return {**self.played[index], "final": final}
 
 
 def _summary(played: list[dict[str, Any]], discount: float, tail: str) -> dict[str, Any]:
