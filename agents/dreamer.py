@@ -142,7 +142,9 @@ ENTRY = AgentEntry(
     config=DreamerConfig,
     world_model=build_world_model,
     # SAM on the whole world model (encoder, RSSM, decoder, reward and continue heads), as the
-    # paper's DreamerV3-SAM; actor and critic step with plain Adam.
+    # paper's DreamerV3-SAM; actor and critic step with plain Adam. Radius: SAM's usual 0.05
+    # (the paper's DreamerV3 code is not public).
     perturb="all",
+    rho=0.05,
     planners=PLANNER_NAMES,
 )

@@ -21,7 +21,7 @@ from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig
 from mbrl_sam.registry import (
     agent_entry,
     check_supports,
-    resolve_perturb,
+    resolve_objective,
     typed,
     world_model_groups,
 )
@@ -112,11 +112,13 @@ def compose_error(err: BaseException) -> str:
 
 
 def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
-    """The run config as typed objects, with every range checked and `objective.perturb=auto`
-    resolved (in `cfg` too, so the saved config names the groups); ConfigError naming the first
-    invalid value and what would be valid."""
+    """The run config as typed objects, with every range checked and the agent's SAM defaults
+    in place of `objective.perturb=auto` and an unset `objective.rho` (in `cfg` too, so the
+    saved config names them); ConfigError naming the first invalid value and what would be
+    valid."""
     entry = agent_entry(cfg.agent.name)
-    cfg.objective.perturb = resolve_perturb(entry, cfg.objective.perturb)
+    for key, value in resolve_objective(entry, cfg.objective).items():
+        cfg.objective[key] = value
     try:
         run = OmegaConf.to_object(cfg)
     except ConfigError:

@@ -160,7 +160,8 @@ ENTRY = AgentEntry(
     build=StormAgent,
     config=StormConfig,
     world_model=build_world_model,
-    # SAM on the whole world model, not actor or critic, as the paper's transformer agent
-    # (TWISTER-SAM, stablegradients/TWISTER).
+    # SAM on the whole world model, not actor or critic, at radius 0.05, as the paper's
+    # transformer agent (TWISTER-SAM, stablegradients/TWISTER; 0.1 in its Atari launcher).
     perturb="all",
+    rho=0.05,
 )

@@ -261,8 +261,11 @@ ENTRY = AgentEntry(
     world_model=build_world_model,
     # As the paper's TD-MPC2-SAM (stablegradients/TDMPC2-SAM a5e93b1, "sam fix",
     # tdmpc2/tdmpc2.py): SAM on the encoder and the dynamics; the reward, Q and termination
-    # heads step with the plain gradient.
+    # heads step with the plain gradient. Radius 0.001: its launcher (dmc_ablation_simple.sh)
+    # keeps 0.001 of the 0.001-0.05 it swept; its config.yaml default is 0.05. On the default
+    # run, 0.05 on these groups ended far below ERM (docs/learning-runs.md).
     perturb="encoder+dynamics",
+    rho=0.001,
     observations=("state",),
     actions=("continuous",),
     planners=PLANNER_NAMES,

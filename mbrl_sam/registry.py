@@ -1,7 +1,7 @@
 """The agents a run can name. Each agent declares itself once, in an `AgentEntry`: its config
-schema, how to build it and its world model, what observations, actions and planners it supports
-and which world-model groups SAM perturbs by default. Config composition, the start-up checks,
-`make_agent`, the contract tests and the benchmarks all read the entries from here.
+schema, how to build it and its world model, what observations, actions and planners it supports,
+and SAM's default radius and world-model groups (the paper's code's). Config composition, the
+start-up checks, `make_agent`, the contract tests and the benchmarks all read the entries.
 
 The built-in agents register themselves when `agents` is imported; another agent needs only its
 own files and a `register(AgentEntry(...))` call (tests/test_registry.py registers one)."""
@@ -39,8 +39,11 @@ class AgentEntry:
     build: AgentFactory
     config: type[AgentConfig]  # its schema, holding every default value
     world_model: WorldModelFactory
-    # The world-model groups SAM perturbs when objective.perturb=auto: `all` or '+'-joined names.
+    # SAM as the paper's code runs it for this agent: the world-model groups perturbed when
+    # objective.perturb=auto (`all` or '+'-joined names) and the radius when objective.rho is
+    # unset (ASAM has its own).
     perturb: str
+    rho: float
     observations: tuple[str, ...] = OBSERVATIONS
     actions: tuple[str, ...] = ACTIONS
     planners: tuple[str, ...] = ("auto", "none")  # planner=<name> values it accepts
@@ -78,9 +81,12 @@ def typed(schema: type, node: Any) -> Any:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
 
 
-def resolve_perturb(entry: AgentEntry, perturb: str) -> str:
-    """objective.perturb with `auto` replaced by the agent's default groups."""
-    return entry.perturb if perturb == "auto" else perturb
+def resolve_objective(entry: AgentEntry, objective: Any) -> dict[str, Any]:
+    """objective.perturb and objective.rho with the agent's defaults in place of `auto` and of an
+    unset radius."""
+    perturb = entry.perturb if objective.perturb == "auto" else objective.perturb
+    rho = entry.rho if objective.rho is None else objective.rho
+    return {"perturb": perturb, "rho": rho}
 
 
 def world_model_groups(entry: AgentEntry, cfg: Any, obs: str) -> list[str]:
@@ -137,7 +143,7 @@ def make_agent(cfg: Any, spec: EnvSpec, device: torch.device | str) -> WorldMode
     run config, typed (`RunConfig`) or composed."""
     entry = agent_entry(cfg.agent.name)
     objective = typed(ObjectiveConfig, cfg.objective)
-    objective = replace(objective, perturb=resolve_perturb(entry, objective.perturb))
+    objective = replace(objective, **resolve_objective(entry, objective))
     planner = typed(PlannerConfig, cfg.planner)
     obs = "pixels" if len(spec.obs_shape) == 3 else "state"
     check_supports(entry, obs, planner.name, spec.discrete)

@@ -3,12 +3,15 @@
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agents import AGENTS
+from agents import AGENTS, make_agent
 from agents.run import load_config, saved_config, validate_config
 from mbrl_sam.config import RunConfig, parse_options
+from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.flatness import MeasureConfig
 from mbrl_sam.planners import PlannerConfig
@@ -125,3 +128,28 @@ def test_script_options_fail_in_one_line(argv, message):
 
 def test_script_options_parse_into_their_dataclass():
     assert parse_options(Options, ["run_dir=x", "video=true"]) == Options("x", 10, True)
+
+
+SPEC = EnvSpec((5,), np.float32, 2, False, 2, episode_length=500)
+
+
+@pytest.mark.parametrize(
+    "agent, groups, rho",
+    [("tdmpc", "encoder+dynamics", 0.001), ("dreamer", "all", 0.05), ("storm", "all", 0.05)],
+)
+def test_sam_defaults_are_each_agents_and_an_override_wins(agent, groups, rho):
+    cfg = load_config([f"agent={agent}", "objective=sam"])
+    run = validate_config(cfg, Path("/nonexistent"))
+    assert (run.objective.perturb, run.objective.rho) == (groups, rho)
+    assert (cfg.objective.perturb, cfg.objective.rho) == (groups, rho)  # what config.yaml saves
+    built = make_agent(cfg, SPEC, torch.device("cpu"))
+    wm_groups = built.world_model.param_groups()
+    chosen = wm_groups if groups == "all" else {k: wm_groups[k] for k in groups.split("+")}
+    expected = {id(p) for ps in chosen.values() for p in ps}
+    assert {id(p) for p in built.model_optimizer.perturbed} == expected
+    assert built.model_optimizer.objective.rho == rho
+    cfg = load_config([f"agent={agent}", "objective.perturb=encoder", "objective.rho=0.2"])
+    run = validate_config(cfg, Path("/nonexistent"))
+    assert (run.objective.perturb, run.objective.rho) == ("encoder", 0.2)
+    asam = validate_config(load_config([f"agent={agent}", "objective=asam"]), Path("/x"))
+    assert asam.objective.rho == 0.5  # ASAM's radius is its own

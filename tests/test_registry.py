@@ -155,6 +155,7 @@ TOY = AgentEntry(
     config=ToyConfig,
     world_model=toy_world_model,
     perturb="encoder+dynamics",
+    rho=0.02,
     observations=("state",),
     presets={"tiny": {}},
 )
@@ -175,6 +176,7 @@ def test_an_agent_defined_outside_the_library_trains_through_train_py(toy_regist
     assert np.isfinite(result["eval_return"])
     saved = OmegaConf.load(tmp_path / "config.yaml")
     assert saved.agent.name == "toy" and saved.objective.perturb == "encoder+dynamics"
+    assert saved.objective.rho == 0.02  # the entry's defaults, resolved and saved
     evals = [json.loads(line) for line in (tmp_path / "evals.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [0, 150, 300]
     metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

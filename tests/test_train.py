@@ -15,6 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
+from agents import AGENTS
 from agents.run import load_config
 from mbrl_sam.checkpoint import load_latest
 
@@ -141,15 +142,8 @@ def assert_same_state(a: dict, b: dict) -> None:
     assert_same_tree(a["agent"], b["agent"], "agent")
 
 
-@pytest.mark.parametrize(
-    "agent_args",
-    [
-        ["task=dmc/cartpole-swingup", "steps=800", "prefill=300"],
-        ["agent=tdmpc", *TDMPC_FAST[1:], "task=gym/Pendulum-v1", "steps=400", "prefill=150"],
-    ],
-    ids=["dreamer", "tdmpc"],
-)
-def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, agent_args):
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, name):
     from mbrl_sam import trainer as trainer_module
 
     saved, loaded = {}, {}
@@ -172,7 +166,10 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, agent_args):
 
     monkeypatch.setattr(trainer_module.Trainer, "save", save_and_capture)
     monkeypatch.setattr(trainer_module.Trainer, "try_resume", resume_and_capture)
-    cfg = config(tmp_path, *agent_args)
+    agent_args = [f"agent={name}", "size=tiny", "agent.batch_size=4", "train_ratio=16"]
+    agent_args += ["task=dmc/cartpole-swingup", "steps=800", "prefill=300", "eval_episodes=1"]
+    agent_args += ["log_every=100", "progress=false", f"run_dir={tmp_path}"]
+    cfg = load_config(agent_args)
     train.run(cfg, tmp_path)
     before = saved["state"]
     first_steps = before["counters"]["agent_steps"]
@@ -181,7 +178,7 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, agent_args):
 
     # Rerun into the same run_dir with a larger budget: it continues from the checkpoint.
     more = [a for a in agent_args if not a.startswith("steps=")] + [f"steps={cfg.steps * 3 // 2}"]
-    cfg = config(tmp_path, *more)
+    cfg = load_config(more)
     train.run(cfg, tmp_path)
     assert_same_state(before, loaded["state"])
     after = saved["state"]

@@ -35,11 +35,13 @@ def make_objective(name: str, **options: Any) -> Objective:
 
 @dataclass
 class ObjectiveConfig:
-    """The world-model objective (`objective=erm|sam|asam`); SAM's values are the paper's code's
-    (stablegradients/TDMPC2-SAM a5e93b1 `tdmpc2/config.yaml`: sam_rho 0.05)."""
+    """The world-model objective (`objective=erm|sam|asam`); SAM's radius and groups default to
+    each agent's (its registry entry: the paper's code's settings for that agent)."""
 
     name: str = "erm"  # erm | sam | asam
-    rho: float = 0.05  # sam, asam: the radius of the ascent step
+    # sam, asam: the radius of the ascent step; unset: the agent's, as the paper's code (TD-MPC
+    # 0.001, Dreamer and STORM 0.05)
+    rho: float | None = None
     eta: float = 0.01  # asam: added to |w| in the weight scaling
     start_step: int = 0  # sam, asam: updates before which they act as erm
     # The world-model groups perturbed (the others take the plain gradient): auto (the agent's
@@ -49,7 +51,7 @@ class ObjectiveConfig:
 
     def __post_init__(self) -> None:
         check_choice("objective", self.name, OBJECTIVES)
-        if self.name != "erm":
+        if self.name != "erm" and self.rho is not None:
             check_positive("objective.rho", self.rho)
             check_int("objective.start_step", self.start_step, 0)
         if self.name == "asam" and not self.eta >= 0:
