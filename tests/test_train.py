@@ -167,7 +167,7 @@ def test_stop_and_resume_restores_everything(tmp_path, monkeypatch, name):
     monkeypatch.setattr(trainer_module.Trainer, "save", save_and_capture)
     monkeypatch.setattr(trainer_module.Trainer, "try_resume", resume_and_capture)
     agent_args = [f"agent={name}", "size=tiny", "agent.batch_size=4", "train_ratio=16"]
-    agent_args += ["task=dmc/cartpole-swingup", "steps=800", "prefill=300", "eval_episodes=1"]
+    agent_args += ["task=gym/Pendulum-v1", "steps=400", "prefill=150", "eval_episodes=1"]
     agent_args += ["log_every=100", "progress=false", f"run_dir={tmp_path}"]
     cfg = load_config(agent_args)
     train.run(cfg, tmp_path)
