@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from mbrl_sam.config import parse_options
+from mbrl_sam.config import answer_help, parse_options
 from mbrl_sam.errors import ConfigError, check_int, check_positive
 
 
@@ -131,6 +131,7 @@ def main() -> None:
     """Entry point; start-up errors print one line and exit 2, an interruption exits 130."""
     from mbrl_sam.progress import sigterm_as_interrupt
 
+    answer_help(sys.argv[1:], __doc__)
     sigterm_as_interrupt()
     try:
         evaluate(parse_options(EvaluateOptions, sys.argv[1:]))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from mbrl_sam.config import parse_options
+from mbrl_sam.config import answer_help, parse_options
 from mbrl_sam.errors import ConfigError
 from mbrl_sam.evaluation.flatness import MeasureConfig
 
@@ -56,6 +56,7 @@ def main() -> None:
     """Entry point; start-up errors print one line and exit 2, an interruption exits 130."""
     from mbrl_sam.progress import sigterm_as_interrupt
 
+    answer_help(sys.argv[1:], __doc__)
     sigterm_as_interrupt()
     try:
         options = parse_options(MeasureOptions, sys.argv[1:])

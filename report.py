@@ -17,8 +17,10 @@ USAGE = "usage: python report.py <run dirs...> out=<dir> reps=<n> progress=<true
 
 def main() -> None:
     """Split positional run roots from key=value options, then write the report."""
+    from mbrl_sam.config import answer_help
     from mbrl_sam.evaluation.report import write_report
 
+    answer_help(sys.argv[1:], __doc__)
     roots = [Path(a) for a in sys.argv[1:] if "=" not in a]
     options = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
     unknown = sorted(set(options) - {"out", "reps", "progress"})

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from omegaconf import MISSING, OmegaConf
 
-from mbrl_sam.config import config_dir, parse_options
+from mbrl_sam.config import answer_help, config_dir, parse_options
 from mbrl_sam.errors import ConfigError, check_choice, check_int
 from mbrl_sam.sweep.slurm_launcher import SlurmOptions
 
@@ -130,6 +130,7 @@ def main() -> None:
     """Plan the sweep, then print its status or run it and write its report."""
     from mbrl_sam.sweep.state import run_state, status_table
 
+    answer_help(sys.argv[1:], __doc__)
     try:
         options, runs = plan(sys.argv[1:])
     except ConfigError as err:

@@ -183,6 +183,13 @@ def config_dir() -> Path:
 Options = TypeVar("Options")
 
 
+def answer_help(argv: list[str], doc: str | None) -> None:
+    """Print a script's usage (its docstring) and exit 0 when asked with -h or --help."""
+    if any(arg in ("-h", "--help") for arg in argv):
+        print((doc or "").strip())
+        raise SystemExit(0)
+
+
 def parse_options(schema: type[Options], argv: list[str]) -> Options:
     """A script's `key=value` arguments over its options dataclass; an unknown key, a value of
     the wrong type, a missing required one or one out of range raises a one-line ConfigError."""
