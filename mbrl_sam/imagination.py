@@ -64,7 +64,6 @@ class Imagined:
     reward: Tensor | None = None  # (H, N); None when outcomes were not asked for
     cont: Tensor | None = None  # (H, N): probability that the episode goes on
     extras: dict[str, Tensor] = field(default_factory=dict)  # the policy's outputs, (H, N, ...)
-    last: State = None  # the final latent state
 
 
 def map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
@@ -102,7 +101,7 @@ def imagine(
         state = model.imagine_step(state, action)
         feats.append(model.features(state))
         taken.append(action)
-    traj = Imagined(torch.stack(feats), torch.stack(taken), last=state)
+    traj = Imagined(torch.stack(feats), torch.stack(taken))
     if extras and extras[0]:
         traj.extras = {k: torch.stack([e[k] for e in extras]) for k in extras[0]}
     if outcomes:
