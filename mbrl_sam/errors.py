@@ -21,6 +21,12 @@ def check_positive(name: str, value: float) -> None:
         raise ConfigError(f"{name}={value!r} is not valid; it must be a number > 0")
 
 
+def check_nonnegative(name: str, value: float) -> None:
+    """Raise ConfigError unless `value` is a number >= 0 (NaN is not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise ConfigError(f"{name}={value!r} is not valid; it must be a number >= 0")
+
+
 def check_int(name: str, value: object, minimum: int) -> None:
     """Raise ConfigError unless `value` is an integer >= `minimum`."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

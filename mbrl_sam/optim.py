@@ -102,13 +102,16 @@ class ClosureOptimizer:
         return adam_preconditioner(self.adam, params, self.learning_rate())
 
     def state_dict(self) -> dict:
-        """Adam state plus the count of skipped steps."""
-        return {"adam": self.adam.state_dict(), "skipped": self.skipped}
+        """Adam state, the count of skipped steps and the objective's state (LookSAM's g_v)."""
+        state = {"adam": self.adam.state_dict(), "skipped": self.skipped}
+        return {**state, "objective": self.objective.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from `state_dict()`."""
+        """Restore from `state_dict()`; a checkpoint from before the objective had state
+        restores none (a scheduled SAM then refreshes at its next update)."""
         self.adam.load_state_dict(state["adam"])
         self.skipped = state["skipped"]
+        self.objective.load_state_dict(state.get("objective", {}), self.perturbed)
 
 
 def adam_preconditioner(

@@ -64,6 +64,8 @@ def test_composition_errors_are_one_line_naming_key_and_value(overrides, message
         (["steps=0"], "steps=0 is not valid; it must be an integer >= 1"),
         (["prefill=-3"], "prefill=-3 is not valid"),
         (["objective.rho=0"], "objective.rho=0.0 is not valid; it must be a number > 0"),
+        (["objective.every=0"], "objective.every=0 is not valid; it must be an integer >= 1"),
+        (["objective.alpha=-1"], "objective.alpha=-1.0 is not valid; it must be a number >= 0"),
         (["planner.samples=1"], "planner.samples=1 must be >= 2"),
         (["measure.horizon=0"], "measure.horizon=0 is not valid"),
         (["agent.model.dropout=1.5"], "agent.model.dropout=1.5 is not valid"),

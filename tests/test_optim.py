@@ -1,5 +1,7 @@
 """ClosureOptimizer: an objective may evaluate the closure twice; state changes commit once."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -110,3 +112,29 @@ def test_every_optimizer_with_sam_commits_each_side_effect_once(name, spec, over
         scales.append(committed_scale(agent))
     assert scales[0] != before
     assert scales[1] == pytest.approx(scales[0], rel=1e-6, abs=1e-7)
+
+
+def test_an_agents_checkpoint_carries_the_every_k_state_and_resumes_identically():
+    cfg = load_config(["agent=tdmpc", "size=tiny", "objective=sam", "objective.every=3"])
+    cfg.agent.batch_size = 16
+    data = batch(16, cfg.agent.batch_length, TDMPC_SPEC.action_dim)
+
+    def updates(agent, steps):
+        for step in steps:
+            torch.manual_seed(step)
+            agent.update(data, step)
+
+    torch.manual_seed(0)
+    agent = make_agent(cfg, TDMPC_SPEC, torch.device("cpu"))
+    updates(agent, range(4))  # refreshed at 0 and 3; 4 and 5 reuse the g_v of 3
+    buffer = io.BytesIO()
+    torch.save(agent.state_dict(), buffer)
+    assert agent.model_optimizer.objective.refreshed_at == 3
+    updates(agent, range(4, 7))
+    torch.manual_seed(1)
+    resumed = make_agent(cfg, TDMPC_SPEC, torch.device("cpu"))
+    buffer.seek(0)
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    updates(resumed, range(4, 7))
+    for p, q in zip(agent.world_model.parameters(), resumed.world_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)

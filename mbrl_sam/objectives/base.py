@@ -35,6 +35,14 @@ class Objective(ABC):
         the unperturbed weights.
         """
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the objective carries from one update to the next (saved with the optimizer)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], perturbed: Sequence[nn.Parameter]) -> None:
+        """Restore from `state_dict()`, tensors onto the devices of `perturbed`."""
+        del state, perturbed  # stateless: nothing to restore
+
 
 def grad_norm(grads: Sequence[Tensor | None]) -> Tensor:
     """Global L2 norm of a list of gradients (None counts as zero)."""
