@@ -15,7 +15,7 @@ from mbrl_sam.agent import AgentConfig, model_step
 from mbrl_sam.behavior.policy_prior import PolicyPriorLearner
 from mbrl_sam.environment import EnvSpec
 from mbrl_sam.errors import ConfigError, check_positive, check_range
-from mbrl_sam.nets import eval_mode
+from mbrl_sam.nets import COMPILE_OPTIONS, eval_mode
 from mbrl_sam.objectives import ObjectiveConfig
 from mbrl_sam.optim import OptimizerConfig, world_model_optimizer
 from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig, make_planner
@@ -82,8 +82,8 @@ class TDMPCConfig(AgentConfig):
     tau: float = 0.01  # target-Q EMA rate
     entropy_coef: float = 1e-4
     scale_rate: float = 0.01  # EMA rate of the Q scale in the policy loss
-    # torch.compile every MLP, the training loss and the planner's value estimate (a slow start,
-    # faster steps)
+    # torch.compile the training losses, the TD targets and the planner's value and proposals
+    # (a slow start, faster steps)
     compile: bool = False
     model: TDMPCModelConfig = field(default_factory=TDMPCModelConfig)
     model_opt: ModelOptimizerConfig = field(
@@ -129,25 +129,23 @@ class TDMPCAgent:
         self.tau = cfg.tau
         self.world_model = build_world_model(spec.obs_shape, spec.action_dim, cfg)
         self.world_model.to(device)
-        self._loss, self._plan_value = self.world_model.loss, self.estimate_value
+        wm = self.world_model
+        self._loss, self._td_targets = wm.loss, wm.td_targets
+        self._plan_value, self._proposals = self.estimate_value, self.proposals
         if cfg.compile:
-            # Every MLP, compiled in place so checkpoints keep their keys; the training loss and
-            # the planner's value estimate each as one graph, which fuses their elementwise work
-            # (`update_speed.py --against agent.compile=true` times it against eager). On the
-            # value estimate inductor's pattern matcher fails in torch 2.13; eager's random ops
-            # keep its draws those of the eager agent.
-            wm = self.world_model
-            for module in (wm.encoder, wm.dynamics, wm.reward_head, wm.qs, wm.target_qs, wm.pi.net):
-                module.compile(dynamic=True)
-            self._loss = torch.compile(self.world_model.loss)
-            options = {"pattern_matcher": False, "fallback_random": True}
-            self._plan_value = torch.compile(self.estimate_value, options=options)
+            # Each as one graph (the loss's forward and backward, the TD targets, the policy's
+            # loss, the planner's value estimate and proposals): inductor fuses their elementwise
+            # work into a few loops, and the modules stay eager for everything else (e.g. the
+            # Hessian measurements). `benchmarks/update_speed.py --against agent.compile=true`.
+            self._loss = torch.compile(wm.loss, options=COMPILE_OPTIONS)
+            self._td_targets = torch.compile(wm.td_targets, options=COMPILE_OPTIONS)
+            self._plan_value = torch.compile(self.estimate_value, options=COMPILE_OPTIONS)
+            self._proposals = torch.compile(self.proposals, options=COMPILE_OPTIONS)
         # The encoder learns slower (TD-MPC2's enc_lr_scale), the other model parts at lr.
         scales = {"encoder": cfg.model_opt.enc_lr_scale}
         self.model_optimizer = world_model_optimizer(
             self.world_model, cfg.model_opt, objective, scales
         )
-        wm = self.world_model
         self.policy = PolicyPriorLearner(
             wm.pi,
             lambda z, action: wm.q(z, action, "avg"),
@@ -157,6 +155,7 @@ class TDMPCAgent:
             cfg.scale_rate,
             cfg.pi_opt,
             device,
+            compile=cfg.compile,
         )
         # planner=auto is TD-MPC's own way, MPPI; none acts with the policy prior alone.
         self.mpc = planner.name != "none"
@@ -177,7 +176,7 @@ class TDMPCAgent:
                 action, _ = self.world_model.pi(z, explore)
                 return action[0].cpu().numpy(), None
             warm = None if is_first else state
-            proposals = self.proposals(z)
+            proposals = self._proposals(z)
             plan = self.planner.plan(lambda a: self._plan_value(z, a), warm, proposals, explore)
         return plan.action.cpu().numpy(), plan.mean
 
@@ -216,7 +215,7 @@ class TDMPCAgent:
         # Window step t+1 holds the action taken in step t, the reward and termination after it.
         action, reward, terminal = b["action"][1:], b["reward"][1:], b["is_terminal"][1:]
         valid = (~b["is_first"][1:]).long().cumprod(0)
-        next_z, td_target = self.world_model.td_targets(obs[1:], reward, terminal, self.discount)
+        next_z, td_target = self._td_targets(obs[1:], reward, terminal, self.discount)
         return lambda: self._loss(obs[0], action, reward, terminal, next_z, td_target, valid)
 
     def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:

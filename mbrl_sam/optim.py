@@ -59,7 +59,7 @@ class ClosureOptimizer:
         self.objective = objective or ERM()
         self.perturbed = list(self.params if perturbed is None else perturbed)
         self.clip = clip
-        self.adam = torch.optim.Adam(groups, lr=lr, eps=eps, weight_decay=weight_decay)
+        self.adam = torch.optim.Adam(groups, lr=lr, eps=eps, weight_decay=weight_decay, fused=True)
         self.skipped = 0
 
     def step(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mbrl_sam.nets import frozen, normed_mlp
+from mbrl_sam.nets import COMPILE_OPTIONS, frozen, normed_mlp
 from mbrl_sam.objectives import LossClosure
 from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
 
@@ -80,32 +80,42 @@ class PolicyPriorLearner:
         scale_rate: float,
         opt: OptimizerConfig,
         device: torch.device,
+        compile: bool = False,
     ) -> None:
-        """`q(z, action)` is the value the policy maximises; `critic` holds its weights."""
+        """`q(z, action)` is the value the policy maximises; `critic` holds its weights;
+        `compile` runs the loss as one torch.compile graph (forward and backward)."""
         self.pi, self.q, self.critic = pi, q, critic
         self.horizon_decay, self.entropy_coef = horizon_decay, entropy_coef
         self.scale = RunningScale(scale_rate, device)
         self.optimizer = ClosureOptimizer(pi.parameters(), opt.lr, opt.eps, opt.clip)
+        self._loss = self.loss_on
+        if compile:
+            self._loss = torch.compile(self.loss_on, options=COMPILE_OPTIONS)
+
+    def loss_on(self, zs: Tensor) -> tuple[Tensor, dict]:
+        """The loss on latents (T, B, L): the scaled Q of the policy's actions plus an entropy
+        bonus, rho^t-weighted over the window (TD-MPC2's); the critic must be frozen."""
+        weights = self.horizon_decay ** torch.arange(zs.shape[0], device=zs.device).float()
+        action, log_prob = self.pi(zs)
+        q = self.q(zs, action)
+        # As TD-MPC2, Q is divided by the scale updated with this batch's first-step Qs; the
+        # update itself is committed once, after the step (`update`).
+        q_scale = self.scale.after(q[0])
+        # TD-MPC2's bonus: the pre-tanh Gaussian's entropy estimate times the action dim.
+        entropy = -log_prob * action.shape[-1]
+        objective = q / q_scale + self.entropy_coef * entropy
+        loss = -(weights[:, None] * objective).mean()
+        pi_entropy = -squashed_log_prob(action, log_prob).mean()
+        aux = {"pi_loss": loss.detach(), "pi_entropy": pi_entropy.detach()}
+        return loss, {**aux, "q_scale": q_scale}
 
     def loss(self, zs: Tensor) -> LossClosure:
-        """The loss on latents (T, B, L) as a pure closure: the scaled Q of the policy's actions
-        plus an entropy bonus, rho^t-weighted over the window (TD-MPC2's)."""
-        weights = self.horizon_decay ** torch.arange(zs.shape[0], device=zs.device).float()
+        """`loss_on(zs)` as a pure closure, with the critic frozen around it (the Q function
+        only passes gradients on to the actions)."""
 
         def policy_loss() -> tuple[Tensor, dict]:
-            action, log_prob = self.pi(zs)
             with frozen(self.critic):
-                q = self.q(zs, action)
-            # As TD-MPC2, Q is divided by the scale updated with this batch's first-step Qs;
-            # the update itself is committed once, after the step (`update`).
-            q_scale = self.scale.after(q[0])
-            # TD-MPC2's bonus: the pre-tanh Gaussian's entropy estimate times the action dim.
-            entropy = -log_prob * action.shape[-1]
-            objective = q / q_scale + self.entropy_coef * entropy
-            loss = -(weights[:, None] * objective).mean()
-            pi_entropy = -squashed_log_prob(action, log_prob).mean()
-            aux = {"pi_loss": loss.detach(), "pi_entropy": pi_entropy.detach()}
-            return loss, {**aux, "q_scale": q_scale}
+                return self._loss(zs)
 
         return policy_loss
 

@@ -192,3 +192,27 @@ def test_compiled_agent_trains_on_the_same_loss_and_measures_the_eager_hessian()
     hvps = [p.hvp(vector) for p in probes]
     assert hvps[0].norm() > 0
     torch.testing.assert_close(hvps[1], hvps[0], rtol=1e-3, atol=1e-5)
+
+
+def test_compiled_update_gives_the_eager_losses_and_gradients():
+    eager, compiled = agent(), agent("agent.compile=true")
+    compiled.world_model.load_state_dict(eager.world_model.state_dict())
+    batch = random_batch(8)
+    grads = []
+    for a in (eager, compiled):
+        a.world_model.eval()  # no dropout, so both see the same network
+        torch.manual_seed(1)
+        loss, aux = a.model_loss(batch)()
+        loss.backward()
+        torch.manual_seed(2)
+        pi_loss, _ = a.policy.loss(aux["zs"].detach())()
+        pi_loss.backward()
+        params = list(a.world_model.parameters())
+        grads.append(([p.grad.clone() for p in params if p.grad is not None], loss, pi_loss))
+        a.world_model.zero_grad()
+    (g_eager, loss_eager, pi_eager), (g_comp, loss_comp, pi_comp) = grads
+    assert len(g_eager) == len(g_comp) > 10 and sum(g.norm() for g in g_eager) > 0
+    torch.testing.assert_close(loss_comp, loss_eager, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pi_comp, pi_eager, rtol=1e-4, atol=1e-5)
+    for g_c, g_e in zip(g_comp, g_eager):
+        torch.testing.assert_close(g_c, g_e, rtol=1e-3, atol=1e-5)
