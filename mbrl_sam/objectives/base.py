@@ -46,10 +46,11 @@ class Objective(ABC):
 
 def grad_norm(grads: Sequence[Tensor | None]) -> Tensor:
     """Global L2 norm of a list of gradients (None counts as zero)."""
-    norms = [g.detach().norm() for g in grads if g is not None]
-    if not norms:
+    present = [g.detach() for g in grads if g is not None]
+    if not present:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(norms))
+    # One fused kernel for all the norms (as clip_grad_norm_ does), not one op per tensor.
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present)))
 
 
 def select_params(groups: dict[str, list[nn.Parameter]], spec: str) -> list[nn.Parameter]:
