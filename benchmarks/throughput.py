@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -186,8 +187,14 @@ def worktree_for(ref: str) -> tuple[Path, str]:
     return path, sha
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C, so the running train.py is stopped too (run_ours' finally)."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Run the cases, alternating variants, and print the JSON."""
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--objectives", nargs="+", default=["erm", "sam"])
