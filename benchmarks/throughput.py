@@ -104,10 +104,9 @@ def run_ours(checkout: Path, case: Case, objective: str, extra: list[str]) -> fl
         cmd += [f"run_dir={run_dir}", *extra]
         # Its own code: the checkout first on the path, whichever clone pip installed.
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(checkout))
-        out = subprocess.PIPE
-        proc = subprocess.Popen(
-            cmd, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
-        )
+        # Its output to a file, not a pipe: an undrained pipe would block a talkative run.
+        log = open(Path(tmp) / "train.log", "w")  # noqa: SIM115 (closed in finally)
+        proc = subprocess.Popen(cmd, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             while proc.poll() is None:
                 time.sleep(0.5)
@@ -117,12 +116,13 @@ def run_ours(checkout: Path, case: Case, objective: str, extra: list[str]) -> fl
             stamps = train_record_times(run_dir / "metrics.jsonl")
             if start in stamps and end in stamps:
                 return case.window / (stamps[end] - stamps[start])
-            output = proc.stdout.read() if proc.stdout else ""
+            output = (Path(tmp) / "train.log").read_text(errors="replace")
             raise SystemExit(f"{' '.join(cmd)}\nexited with {proc.returncode}:\n{output[-3000:]}")
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+            log.close()
 
 
 # On top of official_tdmpc2.PATCHES (CPU only): a one-episode seed phase, and no evaluation.
