@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -242,11 +243,18 @@ COMPILE_OPTIONS = {"pattern_matcher": False, "fallback_random": True}
 class _MishFunction(torch.autograd.Function):
     """Mish written with one exp: tanh(softplus(x)) = 1 - 2 / (n (n + 2) + 2), n = e^x."""
 
+    # Forward and backward are plain torch ops, so torch.func derives vmap's rule (stacked
+    # models, e.g. several seeds, run through vmap).
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: object, x: Tensor) -> Tensor:
-        ctx.save_for_backward(x)
+    def forward(x: Tensor) -> Tensor:
         n = torch.exp(x.clamp(max=20.0))  # beyond 20, mish(x) = x in float32
         return x - 2 * x / (n * (n + 2) + 2)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(inputs[0])
 
     @staticmethod
     def backward(ctx: object, grad: Tensor) -> Tensor:

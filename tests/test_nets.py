@@ -27,3 +27,16 @@ def test_mish_first_and_second_derivatives_are_exact():
     (g_ref,) = torch.autograd.grad(F.mish(x).sum(), x, create_graph=True)
     (h_ref,) = torch.autograd.grad(g_ref.sum(), x)
     assert torch.allclose(h, h_ref, atol=1e-10)
+
+
+def test_mish_runs_under_vmap_and_grad_as_on_each_slice():
+    # Stacked models (several seeds through torch.func) call mish under vmap, gradients too.
+    x = torch.randn(3, 5, 7, dtype=torch.float64)
+    out = torch.vmap(mish)(x)
+    grads = torch.vmap(torch.func.grad(lambda v: mish(v).sum()))(x)
+    for k in range(3):
+        xk = x[k].clone().requires_grad_(True)
+        yk = mish(xk)
+        (gk,) = torch.autograd.grad(yk.sum(), xk)
+        assert torch.equal(out[k], yk.detach())
+        torch.testing.assert_close(grads[k], gk)
