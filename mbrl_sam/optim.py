@@ -59,6 +59,8 @@ class ClosureOptimizer:
         self.objective = objective or ERM()
         self.perturbed = list(self.params if perturbed is None else perturbed)
         self.clip = clip
+        # fused: one kernel over all tensors instead of a loop of small ops per tensor (tiny
+        # models: clip + Adam 1.40 -> 0.57 ms, docs/speed.md).
         self.adam = torch.optim.Adam(groups, lr=lr, eps=eps, weight_decay=weight_decay, fused=True)
         self.skipped = 0
 
