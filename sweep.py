@@ -12,6 +12,9 @@ Sweep options:
                  override key by key; root defaults to runs/sweeps/<experiment>)
   suite          a suite in configs/suite/ (or give task=a,b instead)
   seeds          number of seeds, 0..N-1 (default 1; or seed=a,b for given ones)
+  seeds_per_process
+                 train up to this many consecutive seeds in one process (train.py seeds=K,
+                 agents with stacked seeds: tdmpc); default 1
   root           where the run_dirs go (default runs/sweeps/<suite>)
   launcher       local (default): subprocesses on this machine; ray: a Ray task per run (one
                  CPU, or one GPU with device=cuda) on the cluster at ray.address (auto,
@@ -59,6 +62,7 @@ class SweepOptions:
 
     suite: str | None = None
     seeds: int = 1
+    seeds_per_process: int = 1
     root: str = MISSING
     launcher: str = "local"
     max_parallel: int = os.cpu_count() or 1
@@ -71,6 +75,7 @@ class SweepOptions:
 
     def __post_init__(self) -> None:
         check_int("seeds", self.seeds, 1)
+        check_int("seeds_per_process", self.seeds_per_process, 1)
         check_choice("launcher", self.launcher, LAUNCHERS)
         check_int("max_parallel", self.max_parallel, 1)
         check_int("retries", self.retries, 0)
@@ -115,11 +120,12 @@ def plan(argv: list[str]) -> tuple[SweepOptions, list]:
     options = parse_options(SweepOptions, mine)
     options.root = str(Path(options.root).expanduser())
     suite = load_suite(options.suite) if options.suite else None
-    runs = expand(suite, parse_axes(settings), list(range(options.seeds)), Path(options.root))
+    seeds = list(range(options.seeds))
+    runs = expand(suite, parse_axes(settings), seeds, Path(options.root), options.seeds_per_process)
     checked = set()
     for run in runs:
         # Seeds do not change what is valid: one check per task x setting.
-        key = tuple(o for o in run.overrides if not o.startswith("seed="))
+        key = tuple(o for o in run.overrides if not o.startswith(("seed=", "seeds=")))
         if key not in checked:
             checked.add(key)
             validate_config(load_config(list(run.overrides)), run.run_dir)

@@ -6,6 +6,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -25,9 +26,30 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Validate the config, build everything, resume if asked, and train."""
-
-    from agents import make_agent
     from agents.run import validate_config
+    from mbrl_sam.runtime import apply_threads, matmul_precision, resolve_device, tune_allocator
+
+    STOP.training = False
+    typed = validate_config(cfg, run_dir)
+    tune_allocator()
+    device = resolve_device(typed.device)
+    apply_threads(typed.threads)
+    if typed.seeds > 1:
+        return run_seed_group(cfg, typed, run_dir, device)
+    trainer, resumed, envs = build_run(cfg, typed, run_dir, device)
+    announce(trainer, typed, device, run_dir, resumed)
+    with matmul_precision(typed.matmul_precision):
+        result = trainer.run()
+    for env in envs:
+        env.close()
+    print(f"Done: {trainer.env_steps} env steps, eval return {result['eval_return']:.1f}")
+    return result
+
+
+def build_run(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> tuple[Any, bool, list]:
+    """One seed's run in `run_dir`, built and resumed from its checkpoint if it has one:
+    (its trainer, whether it resumed, its envs). Leaves the global RNGs as the run starts."""
+    from agents import make_agent
     from envs import make_env
     from mbrl_sam import seeds
     from mbrl_sam.collector import Collector, prefill_steps
@@ -37,20 +59,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from mbrl_sam.replay_chunks import ReplayChunks
     from mbrl_sam.replay_store import ChunkStore
     from mbrl_sam.run_checkpoint import RunCheckpoint
-    from mbrl_sam.runtime import (
-        apply_threads,
-        matmul_precision,
-        resolve_device,
-        seed_everything,
-        tune_allocator,
-    )
+    from mbrl_sam.runtime import seed_everything
     from mbrl_sam.trainer import Trainer
 
-    STOP.training = False
-    typed = validate_config(cfg, run_dir)
-    tune_allocator()
-    device = resolve_device(typed.device)
-    apply_threads(typed.threads)
     seed_everything(typed.seed)
     env_kwargs = dict(obs=typed.obs, action_repeat=typed.action_repeat)
     env = make_env(typed.task, seed=typed.seed, **env_kwargs)
@@ -69,20 +80,57 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     trainer = Trainer(typed, agent, collector, eval_env, logger, checkpoint, STOP, hooks)
     resumed = trainer.try_resume()  # validate_config refused resume=false with a checkpoint
     OmegaConf.save(cfg, run_dir / "config.yaml")
+    return trainer, resumed, [env, eval_env]
+
+
+def run_seed_group(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> dict[str, float]:
+    """Seeds seed .. seed + seeds - 1, each a run of its own in <run_dir>/seed-<s>, trained in
+    lockstep with one stacked update (mbrl_sam/seed_group.py)."""
+    import dataclasses
+
+    from agents.run import seed_dirs
+    from mbrl_sam.checkpoint import rng_state
+    from mbrl_sam.registry import agent_entry
+    from mbrl_sam.runtime import matmul_precision
+    from mbrl_sam.seed_group import SeedGroup
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    trainers, seats, envs = [], [], []
+    for k, seed_dir in enumerate(seed_dirs(run_dir, typed.seed, typed.seeds)):
+        seed = typed.seed + k
+        # Each seed's config is a single run's: seed-<s> resumes alone with seeds=1 too.
+        one = dataclasses.replace(typed, seed=seed, seeds=1, progress=typed.progress and k == 0)
+        one_cfg = cfg.copy()
+        one_cfg.seed, one_cfg.seeds, one_cfg.run_dir = seed, 1, str(seed_dir)
+        trainer, resumed, seed_envs = build_run(one_cfg, one, seed_dir, device)
+        seats.append(rng_state())  # as a single run's trainer would start with it
+        trainers.append(trainer)
+        envs += seed_envs
+    stacked = agent_entry(typed.agent.name).stacked([t.agent for t in trainers])
+    group = SeedGroup(trainers, stacked, seats, device)
+    announce(trainers[0], typed, device, run_dir, resumed)
+    with matmul_precision(typed.matmul_precision):
+        results = group.run()
+    for env in envs:
+        env.close()
+    returns = ", ".join(f"{r['eval_return']:.1f}" for r in results)
+    print(f"Done: {trainers[0].env_steps} env steps per seed, eval returns {returns}")
+    return {"eval_return": float(sum(r["eval_return"] for r in results) / len(results))}
+
+
+def announce(trainer: Any, typed: Any, device: Any, run_dir: Path, resumed: bool) -> None:
+    """The run's one-line header: what trains, where, from which step."""
+    agent = trainer.agent
     n_params = sum(p.numel() for ps in agent.world_model.param_groups().values() for p in ps)
+    seeds = f", seeds {typed.seed}-{typed.seed + typed.seeds - 1}" if typed.seeds > 1 else ""
     print(
         f"{'Resuming' if resumed else 'Training'} {typed.agent.name} ({typed.objective.name}, "
-        f"size {typed.size.name}, world model {n_params / 1e6:.2f}M params) on {typed.task} "
-        f"[{typed.obs}] for {typed.steps} env steps on {device}; logs in {run_dir}"
+        f"size {typed.size.name}, world model {n_params / 1e6:.2f}M params{seeds}) on "
+        f"{typed.task} [{typed.obs}] for {typed.steps} env steps on {device}; logs in {run_dir}"
         + (f" from step {trainer.env_steps}" if resumed else ""),
         flush=True,
     )
-    with matmul_precision(typed.matmul_precision):
-        result = trainer.run()
-    env.close()
-    eval_env.close()
-    print(f"Done: {trainer.env_steps} env steps, eval return {result['eval_return']:.1f}")
-    return result
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")

@@ -19,6 +19,7 @@ from mbrl_sam.errors import ConfigError
 from mbrl_sam.objectives import OBJECTIVE_CONFIGS
 from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig
 from mbrl_sam.registry import (
+    AgentEntry,
     agent_entry,
     check_supports,
     resolve_objective,
@@ -128,8 +129,10 @@ def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
     validate_task(run.task, run.obs)
     check_supports(entry, obs=run.obs, planner=run.planner.name)
     check_param_groups(run)
+    check_seeds(entry, run)
     checkpoint = Path(run_dir) / CHECKPOINT
-    has_checkpoint = checkpoint.exists() or (Path(run_dir) / PREVIOUS).exists()
+    dirs = [Path(run_dir)] if run.seeds == 1 else seed_dirs(Path(run_dir), run.seed, run.seeds)
+    has_checkpoint = any((d / CHECKPOINT).exists() or (d / PREVIOUS).exists() for d in dirs)
     if run.resume is True and not has_checkpoint:
         raise ConfigError(f"resume=true but {checkpoint} does not exist; check run_dir={run_dir}")
     if run.resume is False and has_checkpoint:
@@ -138,6 +141,28 @@ def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
             "pass resume=auto to continue it or choose another run_dir"
         )
     return run
+
+
+def seed_dirs(run_dir: Path, seed: int, seeds: int) -> list[Path]:
+    """The run directories of a seed group: <run_dir>/seed-<s> for each of its seeds."""
+    return [run_dir / f"seed-{s}" for s in range(seed, seed + seeds)]
+
+
+def check_seeds(entry: AgentEntry, run: RunConfig) -> None:
+    """seeds > 1 needs an agent with a stacked update, and eager acting."""
+    if run.seeds == 1:
+        return
+    if entry.stacked is None:
+        have = ", ".join(name for name, e in AGENTS.items() if e.stacked is not None)
+        raise ConfigError(
+            f"seeds={run.seeds} is not valid for agent={entry.name}: it trains one seed per "
+            f"process (seeds=1); agents with stacked seeds: {have}"
+        )
+    if getattr(run.agent, "compile", False):
+        raise ConfigError(
+            f"agent.compile=true is not valid with seeds={run.seeds}: stacked seeds run eager; "
+            "set agent.compile=false or seeds=1"
+        )
 
 
 def check_param_groups(run: RunConfig) -> None:

@@ -210,13 +210,19 @@ class TDMPCAgent:
 
     def model_loss(self, batch: dict[str, Tensor]) -> Callable[[], tuple[Tensor, dict]]:
         """The world-model loss on a (B, H+1) batch as a closure (TD targets fixed up front)."""
+        inputs = self.model_inputs(batch)
+        return lambda: self._loss(*inputs)
+
+    def model_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """The world-model loss's arguments from a (B, H+1) batch: the first observation, the
+        time-major actions, rewards, terminations, TD targets and validity mask."""
         b = {k: v.to(self.device, non_blocking=True).transpose(0, 1) for k, v in batch.items()}
         obs = b["obs"].float()
         # Window step t+1 holds the action taken in step t, the reward and termination after it.
         action, reward, terminal = b["action"][1:], b["reward"][1:], b["is_terminal"][1:]
         valid = (~b["is_first"][1:]).long().cumprod(0)
         next_z, td_target = self._td_targets(obs[1:], reward, terminal, self.discount)
-        return lambda: self._loss(obs[0], action, reward, terminal, next_z, td_target, valid)
+        return obs[0], action, reward, terminal, next_z, td_target, valid
 
     def model_step(self, batch: dict[str, Tensor], step: int) -> tuple[dict, dict[str, float]]:
         """One world-model step through the objective; returns the loss aux and metrics."""
@@ -253,6 +259,13 @@ class TDMPCAgent:
         self.policy.scale.value.copy_(state["q_scale"])
 
 
+def stacked_update(agents: list[TDMPCAgent]) -> Any:
+    """K agents' updates as one (`seeds=K`): agents/tdmpc_seeds.py."""
+    from agents.tdmpc_seeds import StackedTDMPC  # it imports this module
+
+    return StackedTDMPC(agents)
+
+
 ENTRY = AgentEntry(
     name="tdmpc",
     build=TDMPCAgent,
@@ -268,4 +281,5 @@ ENTRY = AgentEntry(
     observations=("state",),
     actions=("continuous",),
     planners=PLANNER_NAMES,
+    stacked=stacked_update,
 )

@@ -6,6 +6,7 @@ Usage:
     python benchmarks/throughput.py --against 80b365a            # another commit, alternating
     python benchmarks/throughput.py --against agent.compile=true  # other overrides, alternating
     python benchmarks/throughput.py --ours agent.compile=true --against 80b365a
+    python benchmarks/throughput.py --cases default --ours seeds=5 --against seeds=1  # per seed
     python benchmarks/throughput.py --cases tdmpc_1M --official ~/official/tdmpc2 \
         --official-python ~/venvs/tdmpc2/bin/python             # official TD-MPC2 beside ours
 
@@ -91,8 +92,15 @@ def train_record_times(metrics: Path) -> dict[int, float]:
     return stamps
 
 
+def override(cmd: list[str], key: str, default: str) -> str:
+    """The last `key=value` in a command line, or `default`."""
+    values = [a.split("=", 1)[1] for a in cmd if a.startswith(f"{key}=")]
+    return values[-1] if values else default
+
+
 def run_ours(checkout: Path, case: Case, objective: str, extra: list[str]) -> float:
-    """One train.py process of `checkout`; env steps/s over the case's window."""
+    """One train.py process of `checkout`; env steps/s over the case's window (of each seed,
+    with `seeds=K`: the seeds step in lockstep, so the process makes K times as many)."""
     start = -(-(case.prefill + case.warm) // case.log_every) * case.log_every
     end = start + case.window
     with tempfile.TemporaryDirectory(prefix="throughput_") as tmp:
@@ -102,6 +110,9 @@ def run_ours(checkout: Path, case: Case, objective: str, extra: list[str]) -> fl
         cmd += ["threads=1", "eval_every=0", "tensorboard=false", "progress=false"]
         cmd += [f"prefill={case.prefill}", f"log_every={case.log_every}", f"steps={end}"]
         cmd += [f"run_dir={run_dir}", *extra]
+        metrics = run_dir / "metrics.jsonl"
+        if override(cmd, "seeds", "1") != "1":  # a seed group: its first seed's records
+            metrics = run_dir / f"seed-{override(cmd, 'seed', '0')}" / "metrics.jsonl"
         # Its own code: the checkout first on the path, whichever clone pip installed.
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(checkout))
         # Its output to a file, not a pipe: an undrained pipe would block a talkative run.
@@ -110,10 +121,10 @@ def run_ours(checkout: Path, case: Case, objective: str, extra: list[str]) -> fl
         try:
             while proc.poll() is None:
                 time.sleep(0.5)
-                stamps = train_record_times(run_dir / "metrics.jsonl")
+                stamps = train_record_times(metrics)
                 if start in stamps and end in stamps:  # the final evaluation is not timed
                     return case.window / (stamps[end] - stamps[start])
-            stamps = train_record_times(run_dir / "metrics.jsonl")
+            stamps = train_record_times(metrics)
             if start in stamps and end in stamps:
                 return case.window / (stamps[end] - stamps[start])
             output = (Path(tmp) / "train.log").read_text(errors="replace")

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mbrl_sam import seeded
 from mbrl_sam.distributions import softmax
 from mbrl_sam.errors import check_choice
 
@@ -243,10 +244,6 @@ COMPILE_OPTIONS = {"pattern_matcher": False, "fallback_random": True}
 class _MishFunction(torch.autograd.Function):
     """Mish written with one exp: tanh(softplus(x)) = 1 - 2 / (n (n + 2) + 2), n = e^x."""
 
-    # Forward and backward are plain torch ops, so torch.func derives vmap's rule (stacked
-    # models, e.g. several seeds, run through vmap).
-    generate_vmap_rule = True
-
     @staticmethod
     def forward(x: Tensor) -> Tensor:
         n = torch.exp(x.clamp(max=20.0))  # beyond 20, mish(x) = x in float32
@@ -255,6 +252,13 @@ class _MishFunction(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
         ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None], x: Tensor) -> tuple[Tensor, int | None]:
+        """Under vmap (stacked seeds), mish of the whole batch: it is elementwise, so the
+        batch axis passes through, and the backward keeps ATen's kernel (which has no batching
+        rule: a derived rule would run it once per seed)."""
+        return _MishFunction.apply(x), in_dims[0]
 
     @staticmethod
     def backward(ctx: object, grad: Tensor) -> Tensor:
@@ -272,6 +276,10 @@ class _MishFunction(torch.autograd.Function):
 
 def mish(x: Tensor) -> Tensor:
     """x * tanh(softplus(x)); its forward 1.3-2.6x faster on CPU than ATen's kernel."""
+    if torch._C._functorch.is_batchedtensor(x):
+        # Under vmap (stacked seeds) an autograd.Function goes through functorch's Python
+        # dispatch, about 0.5 ms a call; ATen's op has a batching rule and costs none.
+        return torch.nn.functional.mish(x)
     return _MishFunction.apply(x)
 
 
@@ -354,7 +362,7 @@ class EnsembleMLP(nn.Module):
             h = torch.baddbmm(pick(b), h, pick(w))
             if i < self.layers:
                 if i == 0 and self.dropout > 0:
-                    h = nn.functional.dropout(h, self.dropout, self.training)
+                    h = seeded.dropout(h, self.dropout, self.training)
                 h = nn.functional.layer_norm(h, h.shape[-1:])
                 h = mish(h * pick(self.ln_weights[i]) + pick(self.ln_biases[i]))
         return h.reshape(count, *lead, -1)

@@ -19,6 +19,7 @@ from mbrl_sam.objectives import (
     build_objective,
     select_params,
 )
+from mbrl_sam.objectives.base import grad_norm, per_slice
 
 
 @dataclass
@@ -49,7 +50,10 @@ class ClosureOptimizer:
         weight_decay: float = 0.0,
         objective: Objective | None = None,
         perturbed: Sequence[nn.Parameter] | None = None,
+        per_seed: bool = False,
     ) -> None:
+        """`per_seed`: every parameter holds K seeds' along its first axis (`seeds=K`); the
+        closure returns one loss per seed, and norms, clipping and skips are each seed's."""
         # Parameters, or torch-style groups ({"params": [...], "lr": ...}) for per-group rates.
         groups = list(params)
         if not groups or not isinstance(groups[0], dict):
@@ -57,12 +61,15 @@ class ClosureOptimizer:
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
         self.params = [p for g in groups for p in g["params"]]
         self.objective = objective or ERM()
+        self.objective.per_seed = self.per_seed = per_seed
         self.perturbed = list(self.params if perturbed is None else perturbed)
         self.clip = clip
         # fused: one kernel over all tensors instead of a loop of small ops per tensor (tiny
         # models: clip + Adam 1.40 -> 0.57 ms, docs/speed.md).
         self.adam = torch.optim.Adam(groups, lr=lr, eps=eps, weight_decay=weight_decay, fused=True)
-        self.skipped = 0
+        self.skipped: int | list[int] = 0
+        # Per seed: which seeds' last step was taken (a `commit` keeps the others' state).
+        self.stepped: Tensor | None = None
 
     def step(
         self,
@@ -79,6 +86,13 @@ class ClosureOptimizer:
         """
         self.adam.zero_grad(set_to_none=True)
         loss, aux, metrics = self.objective.backward(closure, self.params, self.perturbed, step)
+        for p in self.params:
+            # Fused Adam (torch 2.13, CPU) reads a strided gradient as if it were contiguous,
+            # and gradients a vmap or autograd.grad returns may be strided (e.g. transposed).
+            if p.grad is not None and not p.grad.is_contiguous():
+                p.grad = p.grad.contiguous()
+        if self.per_seed:
+            return aux, self._step_per_seed(aux, metrics, commit)
         # Clipping applies to the final gradient, after the objective has built it.
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         metrics["final_grad_norm"] = float(norm)
@@ -93,6 +107,48 @@ class ClosureOptimizer:
         metrics["skipped_total"] = float(self.skipped)
         self.adam.zero_grad(set_to_none=True)
         return aux, metrics
+
+    def _step_per_seed(
+        self, aux: Any, metrics: dict, commit: Callable[[Any], None] | None
+    ) -> dict[str, Any]:
+        """Clip each seed's gradient to its own norm and step; a seed whose gradient is not
+        finite keeps its weights and Adam moments (its step count moves with the stack's)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norm = grad_norm(grads, per_seed=True)
+        # clip_grad_norm_'s formula, one coefficient per seed.
+        coef = (self.clip / (norm + 1e-6)).clamp(max=1.0)
+        torch._foreach_mul_(grads, [per_slice(coef, g) for g in grads])
+        finite = torch.isfinite(norm)
+        self.stepped = finite
+        kept = None
+        if not bool(finite.all()):
+            kept = [(t, t.detach().clone()) for t in self._stepped_tensors()]
+            for g in grads:
+                g.nan_to_num_(0.0, 0.0, 0.0)  # a non-finite seed's step is undone below
+        self.adam.step()
+        if kept is not None:
+            with torch.no_grad():
+                for t, before in kept:
+                    t.copy_(torch.where(per_slice(finite, t), t, before))
+        if commit is not None:
+            commit(aux)
+        skipped = (~finite).long().tolist()
+        if isinstance(self.skipped, int):
+            self.skipped = [self.skipped] * len(skipped)
+        self.skipped = [a + b for a, b in zip(self.skipped, skipped)]
+        metrics["final_grad_norm"] = norm.tolist()
+        metrics["skipped_step"] = [float(x) for x in skipped]
+        metrics["skipped_total"] = [float(x) for x in self.skipped]
+        self.adam.zero_grad(set_to_none=True)
+        return metrics
+
+    def _stepped_tensors(self) -> list[Tensor]:
+        """The parameters and their Adam moments (what a step changes per seed)."""
+        out = []
+        for p in self.params:
+            state = self.adam.state.get(p, {})
+            out += [p, *(state[k] for k in ("exp_avg", "exp_avg_sq") if k in state)]
+        return out
 
     def learning_rate(self) -> float:
         """The largest step size any parameter takes (the stability limits are stated in it)."""

@@ -47,6 +47,9 @@ class AgentEntry:
     observations: tuple[str, ...] = OBSERVATIONS
     actions: tuple[str, ...] = ACTIONS
     planners: tuple[str, ...] = ("auto", "none")  # planner=<name> values it accepts
+    # K built agents (K seeds) -> their updates as one stacked update (`seeds=K`); None: the
+    # agent trains one seed per process.
+    stacked: Callable[[list[Any]], Any] | None = None
     # Size presets as size -> values under `agent`; None: configs/preset/<name>_<size>.yaml.
     presets: Mapping[str, Mapping[str, Any]] | None = field(default=None)
 

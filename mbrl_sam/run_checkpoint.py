@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 from mbrl_sam.checkpoint import CHECKPOINT, rng_state, save_checkpoint, set_rng_state
@@ -45,6 +46,19 @@ class Counters:
         return cls(**known)
 
 
+def compact(tree: Any) -> Any:
+    """A nested state dict whose tensors that view a larger storage (a seed's slice of stacked
+    weights, `seeds=K`) are copied out: torch.save would write the whole storage."""
+    if isinstance(tree, torch.Tensor):
+        whole = tree.untyped_storage().nbytes()
+        return tree.clone() if whole > tree.numel() * tree.element_size() else tree
+    if isinstance(tree, dict):
+        return {k: compact(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(compact(v) for v in tree)
+    return tree
+
+
 class RunCheckpoint:
     """The checkpoint of the run in `run_dir`, whose replay records live in `store`'s chunk
     files (without a store, in the checkpoint itself)."""
@@ -64,7 +78,7 @@ class RunCheckpoint:
         counters = replace(trainer.counters, train_seconds=trainer.train_seconds())
         replay = self.store.state_dict() if self.store else trainer.replay.state_dict()
         return {
-            "agent": trainer.agent.state_dict(),
+            "agent": compact(trainer.agent.state_dict()),
             "replay": replay,
             "counters": {
                 "agent_steps": collector["agent_steps"],

@@ -8,9 +8,10 @@ and hooks (`hooks`) do the rest: progress bar, train metrics, divergence, measur
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 
 import numpy as np
+from torch import Tensor
 
 from mbrl_sam import seeds
 from mbrl_sam.agent import Agent
@@ -25,6 +26,8 @@ from mbrl_sam.logger import Logger
 from mbrl_sam.run_checkpoint import Counters, RunCheckpoint
 from mbrl_sam.schedules import Clock, Every, Ratio, Stopwatch
 from mbrl_sam.stop import StopSignal
+
+Batch = dict[str, Tensor]  # a replayed batch, (B, T, ...) per key
 
 
 class Trainer:
@@ -92,13 +95,25 @@ class Trainer:
 
     def run(self) -> dict[str, float]:
         """Train until config.steps env steps (or the time limit); returns the last evaluation."""
+        loop = self.steps()
+        try:
+            batch = next(loop)
+            while True:
+                batch = loop.send(self.agent.update(batch, self.counters.updates))
+        except StopIteration as done:
+            return done.value
+
+    def steps(self) -> Generator[Batch, dict[str, float], dict[str, float]]:
+        """The training loop as a generator: it yields each replayed batch and takes that
+        update's metrics back, so that the updates of several seeds can run as one
+        (`seed_group`); `run()` updates with the agent. Returns the last evaluation."""
         with self.stop.deferred() if self.stop is not None else contextlib.nullcontext():
             if self.stop is not None:
                 self.stop.training = True  # a stop from here on is the trainer's to report
             self._start()
             with self._exit_policy():
                 if self.counters.step_pending:  # stopped inside the updates of the last step
-                    self._update()
+                    yield from self._update()
                     self._after_step()
                 while self.collector.agent_steps < self.config.steps // self.repeat:
                     self._check_stop()
@@ -109,7 +124,7 @@ class Trainer:
                         self.evaluate()
                     self._collect()
                     self.counters.step_pending = True
-                    self._update()
+                    yield from self._update()
                     self._after_step()
                     # Not inside a streak of skipped steps: the checkpoint kept is one from before.
                     if self.saves.due() and self.counters.skipped_in_a_row == 0:
@@ -173,13 +188,14 @@ class Trainer:
         if finished is not None:
             self.logger.log(self.env_steps, finished, "episode")
 
-    def _update(self) -> None:
-        """Run the updates the train ratio asks for; a stop request is honoured between them."""
+    def _update(self) -> Generator[Batch, dict[str, float], None]:
+        """The updates the train ratio asks for: each batch out, its metrics back; a stop
+        request is honoured between them."""
         a = self.config.agent
         while self.counters.updates < self.updates_due():
             self._check_stop()
             batch = self.replay.sample(a.batch_size, a.batch_length)
-            metrics = self.agent.update(batch, self.counters.updates)
+            metrics = yield batch
             self.counters.updates += 1
             for hook in self.hooks:
                 hook.after_update(self, metrics)

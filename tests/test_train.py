@@ -263,7 +263,7 @@ def test_a_stop_request_whose_interrupt_was_lost_still_stops_with_a_checkpoint(
     original_train = trainer_module.Trainer._update
 
     def train_then_request_stop(self):
-        original_train(self)
+        yield from original_train(self)
         if self.counters.updates >= 3:
             train.STOP.set()
 

@@ -160,7 +160,7 @@ def test_an_unexpected_error_writes_an_emergency_checkpoint(tmp_path, monkeypatc
     original = trainer_module.Trainer._update
 
     def fail_after_some_updates(self):
-        original(self)
+        yield from original(self)
         if self.counters.updates >= 20:
             raise OSError("simulated fault")
 

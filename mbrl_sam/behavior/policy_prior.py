@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mbrl_sam import seeded
 from mbrl_sam.nets import COMPILE_OPTIONS, frozen, normed_mlp
 from mbrl_sam.objectives import LossClosure
 from mbrl_sam.optim import ClosureOptimizer, OptimizerConfig
@@ -41,7 +42,7 @@ class PolicyPrior(nn.Module):
         mean, log_std = self.net(z).chunk(2, -1)
         span = self.log_std_max - self.log_std_min
         log_std = self.log_std_min + 0.5 * span * (torch.tanh(log_std) + 1)
-        noise = torch.randn_like(mean) if explore else torch.zeros_like(mean)
+        noise = seeded.randn_like(mean) if explore else torch.zeros_like(mean)
         raw = mean + noise * log_std.exp()
         log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         return torch.tanh(raw), log_prob
@@ -53,6 +54,19 @@ def squashed_log_prob(action: Tensor, log_prob: Tensor) -> Tensor:
     return log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1)
 
 
+def linear_quantiles(x: Tensor, levels: tuple[float, ...]) -> Tensor:
+    """torch.quantile's default (linear) quantiles of a vector, from a sort: the form that
+    runs under vmap (stacked seeds) without a per-seed fallback."""
+    ordered = x.sort().values
+    out = []
+    for level in levels:
+        pos = level * (x.shape[0] - 1)
+        low = math.floor(pos)
+        high = min(low + 1, x.shape[0] - 1)
+        out.append(torch.lerp(ordered[low], ordered[high], pos - low))
+    return torch.stack(out)
+
+
 class RunningScale:
     """EMA of the 5th-95th percentile range of Q values, so the policy loss is scale-free."""
 
@@ -60,10 +74,16 @@ class RunningScale:
         self.rate = rate
         self.value = torch.ones((), device=device)
 
-    def after(self, x: Tensor) -> Tensor:
-        """The scale after an update with `x`, without changing it (for pure loss closures)."""
-        q = torch.quantile(x.detach().flatten().float(), x.new_tensor([0.05, 0.95]))
-        return torch.lerp(self.value, (q[1] - q[0]).clamp_min(1.0), self.rate)
+    def after(self, x: Tensor, value: Tensor | None = None) -> Tensor:
+        """The scale after an update with `x`, without changing it (for pure loss closures);
+        from `value` instead of the scale's own (a stacked seed's)."""
+        flat = x.detach().flatten().float()
+        if torch._C._functorch.is_batchedtensor(flat):
+            q = linear_quantiles(flat, (0.05, 0.95))  # quantile has no batching rule
+        else:
+            q = torch.quantile(flat, x.new_tensor([0.05, 0.95]))
+        now = self.value if value is None else value
+        return torch.lerp(now, (q[1] - q[0]).clamp_min(1.0), self.rate)
 
 
 class PolicyPriorLearner:
@@ -92,15 +112,16 @@ class PolicyPriorLearner:
         if compile:
             self._loss = torch.compile(self.loss_on, options=COMPILE_OPTIONS)
 
-    def loss_on(self, zs: Tensor) -> tuple[Tensor, dict]:
+    def loss_on(self, zs: Tensor, scale: Tensor | None = None) -> tuple[Tensor, dict]:
         """The loss on latents (T, B, L): the scaled Q of the policy's actions plus an entropy
-        bonus, rho^t-weighted over the window (TD-MPC2's); the critic must be frozen."""
+        bonus, rho^t-weighted over the window (TD-MPC2's); the critic must be frozen. `scale`:
+        the Q scale to start from, when not the learner's own (a stacked seed's)."""
         weights = self.horizon_decay ** torch.arange(zs.shape[0], device=zs.device).float()
         action, log_prob = self.pi(zs)
         q = self.q(zs, action)
         # As TD-MPC2, Q is divided by the scale updated with this batch's first-step Qs; the
         # update itself is committed once, after the step (`update`).
-        q_scale = self.scale.after(q[0])
+        q_scale = self.scale.after(q[0], scale)
         # TD-MPC2's bonus: the pre-tanh Gaussian's entropy estimate times the action dim.
         entropy = -log_prob * action.shape[-1]
         objective = q / q_scale + self.entropy_coef * entropy

@@ -19,6 +19,9 @@ class Objective(ABC):
     """Fills `.grad` of `params` from a loss closure; the optimizer then steps."""
 
     name = "objective"
+    # Parameters stacked along a leading seed axis (`seeds=K`): every norm, ascent step and
+    # metric is per seed, as K separate runs would compute them. Set by the optimizer.
+    per_seed = False
 
     @abstractmethod
     def backward(
@@ -44,13 +47,33 @@ class Objective(ABC):
         del state, perturbed  # stateless: nothing to restore
 
 
-def grad_norm(grads: Sequence[Tensor | None]) -> Tensor:
-    """Global L2 norm of a list of gradients (None counts as zero)."""
+def grad_norm(grads: Sequence[Tensor | None], per_seed: bool = False) -> Tensor:
+    """Global L2 norm of a list of gradients (None counts as zero); `per_seed`: of each slice
+    along the leading (seed) axis, shape (K,)."""
     present = [g.detach() for g in grads if g is not None]
     if not present:
         return torch.zeros(())
+    if per_seed:
+        norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in present]
+        return torch.linalg.vector_norm(torch.stack(norms), dim=0)
     # One fused kernel for all the norms (as clip_grad_norm_ does), not one op per tensor.
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present)))
+
+
+def per_slice(scale: Tensor, like: Tensor) -> Tensor:
+    """A scalar, or one value per seed (K,) shaped to multiply `like` (K, ...) slice by slice."""
+    return scale if scale.dim() == 0 else scale.view(-1, *[1] * (like.dim() - 1))
+
+
+def total(loss: Tensor) -> Tensor:
+    """The loss to differentiate: a per-seed closure's (K,) losses summed (each seed's weights
+    get its own loss's gradient), a single loss as it is."""
+    return loss if loss.dim() == 0 else loss.sum()
+
+
+def scalar(x: Tensor) -> float | list[float]:
+    """A metric's value: a float, or one float per seed."""
+    return x.detach().tolist()
 
 
 def select_params(groups: dict[str, list[nn.Parameter]], spec: str) -> list[nn.Parameter]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mbrl_sam.objectives.base import LossClosure, Objective, grad_norm
+from mbrl_sam.objectives.base import LossClosure, Objective, grad_norm, scalar, total
 
 
 class ERM(Objective):
@@ -24,5 +24,6 @@ class ERM(Objective):
     ) -> tuple[Tensor, Any, dict[str, float]]:
         """Write dL/dw into `.grad` of `params`."""
         loss, aux = closure()
-        loss.backward()
-        return loss.detach(), aux, {"grad_norm": float(grad_norm([p.grad for p in params]))}
+        total(loss).backward()
+        norm = grad_norm([p.grad for p in params], self.per_seed)
+        return loss.detach(), aux, {"grad_norm": scalar(norm)}

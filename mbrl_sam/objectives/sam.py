@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mbrl_sam import seeded
 from mbrl_sam.errors import ConfigError, check_int, check_nonnegative, check_positive
-from mbrl_sam.objectives.base import LossClosure, Objective, grad_norm
+from mbrl_sam.objectives.base import (
+    LossClosure,
+    Objective,
+    grad_norm,
+    per_slice,
+    scalar,
+    total,
+)
 from mbrl_sam.objectives.erm import ERM
 
 
@@ -46,8 +53,8 @@ class SAM(Objective):
 
     def perturbation(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> list[Tensor]:
         """The ascent step eps for each perturbed parameter."""
-        scale = self.rho / (grad_norm(grads) + 1e-12)
-        return [g * scale for g in grads]
+        scale = self.rho / (grad_norm(grads, self.per_seed) + 1e-12)
+        return [g * per_slice(scale, g) for g in grads]
 
     def refresh_due(self, step: int) -> bool:
         """Whether update `step` does full SAM: on the schedule (start_step, start_step + k, ...),
@@ -67,45 +74,53 @@ class SAM(Objective):
     ) -> tuple[Tensor, Any, dict[str, float]]:
         """Gradient at the perturbed weights for `perturbed`, at w for the other params."""
         if step < self.start_step or not perturbed:
-            return ERM().backward(closure, params, perturbed, step)
+            erm = ERM()
+            erm.per_seed = self.per_seed
+            return erm.backward(closure, params, perturbed, step)
         if not self.refresh_due(step):
             return self.reuse(closure, params, perturbed)
         devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
-        with torch.random.fork_rng(devices=devices):
+        with seeded.fork_rng(devices=devices):  # the second pass draws what the first drew
             loss, aux = closure()
-            loss.backward()
-        norm = float(grad_norm([p.grad for p in params]))
-        metrics = {"grad_norm": norm}
+            total(loss).backward()
+        norm = grad_norm([p.grad for p in params], self.per_seed)
+        metrics = {"grad_norm": scalar(norm)}
         if self.every > 1:
             metrics["sam_reused"] = 0.0
-        if not torch.isfinite(torch.tensor(norm)):
+        finite = torch.isfinite(norm)
+        if not bool(finite.any()):
             return loss.detach(), aux, metrics  # the optimizer sees it and skips the step
+        all_finite = bool(finite.all())
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in perturbed]
         with torch.no_grad():
             eps = self.perturbation(perturbed, grads)
+            if not all_finite:  # seeds=K: a non-finite seed is not perturbed
+                eps = [torch.where(per_slice(finite, e), e, 0.0) for e in eps]
             originals = [p.detach().clone() for p in perturbed]
             for p, e in zip(perturbed, eps):
                 p.add_(e)
         try:
             loss_adv, _ = closure()
-            adv_grads = torch.autograd.grad(loss_adv, list(perturbed), allow_unused=True)
+            adv_grads = torch.autograd.grad(total(loss_adv), list(perturbed), allow_unused=True)
         finally:
             with torch.no_grad():
                 # Copy back rather than subtract eps, so the weights are restored bit for bit.
                 for p, w in zip(perturbed, originals):
                     p.copy_(w)
-        for p, g in zip(perturbed, adv_grads):
-            p.grad = g if g is not None else torch.zeros_like(p)
-        metrics["sharpness"] = float(loss_adv.detach() - loss.detach())
+        for p, g, g0 in zip(perturbed, adv_grads, grads):
+            g = g if g is not None else torch.zeros_like(p)
+            # A non-finite seed keeps its first gradient, so the optimizer skips it.
+            p.grad = g if all_finite else torch.where(per_slice(finite, g), g, g0)
+        metrics["sharpness"] = scalar(loss_adv.detach() - loss.detach())
         if self.every == 1:
-            metrics["eps_norm"] = float(grad_norm(eps))
+            metrics["eps_norm"] = scalar(grad_norm(eps, self.per_seed))
             return loss.detach(), aux, metrics
-        g_v = orthogonal_part([p.grad for p in perturbed], grads)
+        g_v = orthogonal_part([p.grad for p in perturbed], grads, self.per_seed)
         # One host sync for both norms; ||g_v|| is read to keep a non-finite g_v out of the
         # state (the optimizer skips this step, and the next update refreshes again).
-        eps_norm, gv_norm = torch.stack([grad_norm(eps), grad_norm(g_v)]).tolist()
-        metrics["eps_norm"] = eps_norm
-        if math.isfinite(gv_norm):
+        norms = torch.stack([grad_norm(eps, self.per_seed), grad_norm(g_v, self.per_seed)])
+        metrics["eps_norm"] = norms[0].tolist()
+        if bool(torch.isfinite(norms[1]).all()):
             self.g_v, self.refreshed_at = g_v, step
         return loss.detach(), aux, metrics
 
@@ -119,16 +134,20 @@ class SAM(Objective):
         g + alpha * ||g|| / ||g_v|| * g_v, the others their plain gradient."""
         assert self.g_v is not None
         loss, aux = closure()  # no RNG rewind: one pass draws what SAM's two passes draw
-        loss.backward()
-        norm = grad_norm([p.grad for p in params])  # ||g|| at w, as on a refresh update
+        total(loss).backward()
+        norm = grad_norm([p.grad for p in params], self.per_seed)  # ||g|| at w, as on a refresh
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in perturbed]
         with torch.no_grad():
             # A tensor, not a float: no host sync. A non-finite g makes the sum non-finite and
             # the optimizer skips the step, as for SAM.
-            scale = self.alpha * grad_norm(grads) / (grad_norm(self.g_v) + 1e-12)
+            scale = (
+                self.alpha
+                * grad_norm(grads, self.per_seed)
+                / (grad_norm(self.g_v, self.per_seed) + 1e-12)
+            )
             for p, g, v in zip(perturbed, grads, self.g_v):
-                p.grad = g + scale * v
-        return loss.detach(), aux, {"grad_norm": float(norm), "sam_reused": 1.0}
+                p.grad = g + per_slice(scale, v) * v
+        return loss.detach(), aux, {"grad_norm": scalar(norm), "sam_reused": 1.0}
 
     def state_dict(self) -> dict[str, Any]:
         """The g_v reused between refreshes and the update that computed it; {} without one."""
@@ -153,12 +172,19 @@ class SAM(Objective):
         self.refreshed_at = int(state["refreshed_at"])
 
 
-def orthogonal_part(g_s: Sequence[Tensor], g: Sequence[Tensor]) -> list[Tensor]:
-    """g_s - (<g_s, g> / ||g||^2) g, with the lists taken as one vector (LookSAM's g_v)."""
-    dot = torch.stack([(a * b).sum() for a, b in zip(g_s, g)]).sum()
-    sq = torch.stack([(b * b).sum() for b in g]).sum()
+def orthogonal_part(
+    g_s: Sequence[Tensor], g: Sequence[Tensor], per_seed: bool = False
+) -> list[Tensor]:
+    """g_s - (<g_s, g> / ||g||^2) g, with the lists taken as one vector (LookSAM's g_v);
+    `per_seed`: each seed's slices as its own vector."""
+    if per_seed:
+        dot = torch.stack([(a * b).flatten(1).sum(1) for a, b in zip(g_s, g)]).sum(0)
+        sq = torch.stack([(b * b).flatten(1).sum(1) for b in g]).sum(0)
+    else:
+        dot = torch.stack([(a * b).sum() for a, b in zip(g_s, g)]).sum()
+        sq = torch.stack([(b * b).sum() for b in g]).sum()
     coef = dot / (sq + 1e-30)  # g = 0: g_v = g_s
-    return [a - coef * b for a, b in zip(g_s, g)]
+    return [a - per_slice(coef, b) * b for a, b in zip(g_s, g)]
 
 
 class ASAM(SAM):
@@ -178,5 +204,5 @@ class ASAM(SAM):
         """The ascent step in the weight-scaled geometry."""
         scales = [p.detach().abs() + self.eta for p in params]
         scaled = [t * g for t, g in zip(scales, grads)]
-        factor = self.rho / (grad_norm(scaled) + 1e-12)
-        return [t * sg * factor for t, sg in zip(scales, scaled)]
+        factor = self.rho / (grad_norm(scaled, self.per_seed) + 1e-12)
+        return [t * sg * per_slice(factor, sg) for t, sg in zip(scales, scaled)]

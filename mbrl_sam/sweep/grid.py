@@ -43,12 +43,29 @@ def _part(key: str, value: str) -> str:
     return f"{key}-{safe}"
 
 
+def seed_groups(seeds: list[int], per_process: int) -> list[list[int]]:
+    """The seeds in groups of consecutive ones (train.py's seeds=K trains seed .. seed+K-1),
+    at most `per_process` to a group."""
+    groups: list[list[int]] = []
+    for seed in sorted(set(seeds)):
+        if groups and groups[-1][-1] == seed - 1 and len(groups[-1]) < per_process:
+            groups[-1].append(seed)
+        else:
+            groups.append([seed])
+    return groups
+
+
 def expand(
-    suite: Suite | None, axes: dict[str, list[str]], seeds: list[int], root: Path
+    suite: Suite | None,
+    axes: dict[str, list[str]],
+    seeds: list[int],
+    root: Path,
+    seeds_per_process: int = 1,
 ) -> list[SweepRun]:
     """Every run of the grid. Tasks come from `axes["task"]` if given, else the suite; the
     suite's protocol (obs, steps, action repeat, eval episodes) applies unless an axis sets it.
-    Names list the task, every setting with more than one value, the objective, and the seed."""
+    Names list the task, every setting with more than one value, the objective, and the seed
+    (`seeds-<first>-<last>` for a group of seeds in one process: `seeds_per_process`)."""
     axes = dict(axes)
     tasks = axes.pop("task", list(suite.tasks) if suite else [])
     if not tasks:
@@ -73,11 +90,15 @@ def expand(
     named = [k for k, v in axes.items() if len(v) > 1 or k == "objective"]
     keys = list(axes)
     runs = []
-    for task, values, seed in itertools.product(tasks, itertools.product(*axes.values()), seeds):
+    groups = seed_groups(seeds, seeds_per_process)
+    for task, values, group in itertools.product(tasks, itertools.product(*axes.values()), groups):
         setting = dict(zip(keys, values, strict=True))
-        parts = [task.replace("/", "_"), *(_part(k, setting[k]) for k in named), f"seed-{seed}"]
+        which = f"seed-{group[0]}" if len(group) == 1 else f"seeds-{group[0]}-{group[-1]}"
+        parts = [task.replace("/", "_"), *(_part(k, setting[k]) for k in named), which]
         name = ".".join(parts)
-        overrides = {**protocol, **setting, "task": task, "seed": str(seed)}
+        overrides = {**protocol, **setting, "task": task, "seed": str(group[0])}
+        if len(group) > 1:
+            overrides["seeds"] = str(len(group))
         runs.append(SweepRun(name, root / name, tuple(f"{k}={v}" for k, v in overrides.items())))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):

@@ -136,13 +136,35 @@ def _logged_since(run_dir: Path, progress: dict) -> dict:
     return progress
 
 
-def run_state(name: str, run_dir: Path) -> RunState:
-    """The run's row, from its progress.json (or its logs, when newer), lock and attempts."""
+def _progress(run_dir: Path) -> dict:
+    """A run's progress.json brought up to its logs; {} before it has any."""
     try:
         progress = json.loads((run_dir / "progress.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         progress = {}
-    progress = _logged_since(run_dir, progress)
+    return _logged_since(run_dir, progress)
+
+
+def _group_progress(run_dir: Path) -> dict:
+    """A seed group's progress (train.py seeds=K: a run per seed-<s> directory): the slowest
+    seed's steps, the mean of the last evaluations, finished when every seed is."""
+    seeds = [_progress(d) for d in sorted(run_dir.glob("seed-*")) if d.is_dir()]
+    seeds = [p for p in seeds if p]
+    if not seeds:
+        return {}
+    evals = [p["last_eval"] for p in seeds if p.get("last_eval") is not None]
+    return {
+        "env_steps": min(int(p.get("env_steps", 0)) for p in seeds),
+        "steps": seeds[0].get("steps"),
+        "finished": all(p.get("finished") for p in seeds),
+        "last_eval": sum(evals) / len(evals) if evals else None,
+        "hours": max((p.get("hours") or 0.0) for p in seeds),
+    }
+
+
+def run_state(name: str, run_dir: Path) -> RunState:
+    """The run's row, from its progress.json (or its logs, when newer), lock and attempts."""
+    progress = _progress(run_dir) or _group_progress(run_dir)
     record = attempts(run_dir)
     if progress.get("finished"):
         state = "finished"

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mbrl_sam import seeded
 from mbrl_sam.behavior.policy_prior import PolicyPrior
 from mbrl_sam.distributions import SymlogTwoHot
 from mbrl_sam.errors import ConfigError, check_int, check_range
@@ -162,7 +163,7 @@ class TDMPCWorldModel(nn.Module):
     def q(self, z: Tensor, action: Tensor, reduce: str = "avg", target: bool = False) -> Tensor:
         """Two randomly drawn Qs of the ensemble, averaged ("avg") or the smaller ("min")."""
         # Indexing by a tensor (not Python random) keeps the draw on torch's seeded RNG.
-        pick = torch.randperm(self.cfg.num_q, device=z.device)[:2]
+        pick = seeded.randperm(self.cfg.num_q, z.device)[:2]
         values = self.twohot.mean(self.q_logits(z, action, target, pick))
         return values.min(0).values if reduce == "min" else values.mean(0)
 

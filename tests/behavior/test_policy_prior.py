@@ -2,9 +2,10 @@
 
 import math
 
+import pytest
 import torch
 
-from mbrl_sam.behavior.policy_prior import PolicyPrior, squashed_log_prob
+from mbrl_sam.behavior.policy_prior import PolicyPrior, linear_quantiles, squashed_log_prob
 
 
 def test_policy_log_prob_is_the_gaussian_density_before_the_tanh():
@@ -40,3 +41,15 @@ def test_policy_log_prob_on_hand_computed_numbers():
     # Zero noise: log N(0.5; 0.5, e^-4) = -(-4) - 0.5 log(2 pi) = 3.0810615.
     torch.testing.assert_close(action, torch.tensor([[math.tanh(0.5)]]))
     torch.testing.assert_close(log_prob, torch.tensor([3.0810615]))
+
+
+def test_linear_quantiles_equal_torch_quantile_and_run_under_vmap():
+    x = torch.randn(3, 257)
+    levels = (0.05, 0.5, 0.95)
+    batched = torch.vmap(lambda v: linear_quantiles(v, levels))(x)
+    for k in range(3):
+        expected = torch.quantile(x[k], torch.tensor(levels))
+        torch.testing.assert_close(batched[k], expected, rtol=0, atol=1e-6)
+    # Hand-computed: 5 values, level 0.3 sits 0.2 of the way from the 2nd to the 3rd.
+    v = torch.tensor([4.0, 0.0, 3.0, 1.0, 2.0])
+    assert linear_quantiles(v, (0.3,)).item() == pytest.approx(1.2)

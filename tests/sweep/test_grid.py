@@ -67,3 +67,21 @@ def test_bad_grids_are_one_line_errors(args, message):
 def test_a_grid_without_tasks_is_refused():
     with pytest.raises(ConfigError, match="suite=<name> or task="):
         expand(None, parse_axes(["objective=sam"]), [0], Path("r"))
+
+
+def test_seeds_per_process_groups_consecutive_seeds_into_one_run():
+    axes = parse_axes(["task=gym/Pendulum-v1", "seed=0,1,2,3,4,9"])
+    runs = expand(None, axes, [0], Path("r"), seeds_per_process=2)
+    assert [r.name for r in runs] == [
+        "gym_Pendulum-v1.seeds-0-1",
+        "gym_Pendulum-v1.seeds-2-3",
+        "gym_Pendulum-v1.seed-4",
+        "gym_Pendulum-v1.seed-9",
+    ]
+    settings = [dict(o.split("=", 1) for o in r.overrides) for r in runs]
+    assert [(s["seed"], s.get("seeds")) for s in settings] == [
+        ("0", "2"),
+        ("2", "2"),
+        ("4", None),
+        ("9", None),
+    ]

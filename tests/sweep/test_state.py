@@ -38,3 +38,16 @@ def test_the_state_of_a_run_comes_from_its_progress_and_attempts(tmp_path):
     assert run_state("r", tmp_path).state == "failed" and run_state("r", tmp_path).failures == 1
     (tmp_path / "progress.json").write_text(json.dumps({"env_steps": 1000, "finished": True}))
     assert run_state("r", tmp_path).state == "finished"
+
+
+def test_a_seed_group_is_finished_when_every_seed_is_and_as_far_as_its_slowest(tmp_path):
+    for seed, (steps, finished, last) in enumerate([(1000, True, 4.0), (600, False, 2.0)]):
+        (tmp_path / f"seed-{seed}").mkdir()
+        progress = {"env_steps": steps, "steps": 1000, "finished": finished, "last_eval": last}
+        (tmp_path / f"seed-{seed}" / "progress.json").write_text(json.dumps(progress))
+    state = run_state("group", tmp_path)
+    assert (state.state, state.env_steps, state.last_eval) == ("stopped", 600, 3.0)
+    (tmp_path / "seed-1" / "progress.json").write_text(
+        json.dumps({"env_steps": 1000, "steps": 1000, "finished": True, "last_eval": 6.0})
+    )
+    assert run_state("group", tmp_path).state == "finished"
