@@ -22,25 +22,12 @@ from mbrl_sam.objectives import LossClosure
 from mbrl_sam.optim import ClosureOptimizer
 
 
-class _Calls(nn.Module):
-    """Holds the network whose weights `functional_call` swaps in, and calls any function of
-    it: functional_call only calls `forward`, and the functions stacked are other methods."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return fn(*args)
-
-
 class SeedStack:
     """The parameters of K copies of one module, stacked along a leading seed axis."""
 
     def __init__(self, copies: Sequence[nn.Module]) -> None:
         """`copies[0]`'s code runs every seed's call (with that seed's weights swapped in)."""
         self.copies = list(copies)
-        self.holder = _Calls(copies[0])
         self.params: dict[str, Tensor] = {}
         for name, p in copies[0].named_parameters():
             slices = [dict(c.named_parameters())[name].detach() for c in copies]
@@ -49,6 +36,14 @@ class SeedStack:
             for name, p in module.named_parameters():
                 p.data = self.params[name].detach()[k]  # the copy now reads and writes slice k
         self.ids = torch.arange(len(copies), device=next(iter(self.params.values())).device)
+        # Where each parameter of copies[0] lives (its module and name there): a call swaps the
+        # stacked tensors in and out directly (functional_call re-walks the module tree each
+        # time, about 1 ms a call at tiny).
+        self._names = {id(p): name for name, p in copies[0].named_parameters()}
+        self._slots = []
+        for name in self.params:
+            owner, _, leaf = name.rpartition(".")
+            self._slots.append((copies[0].get_submodule(owner), leaf, name))
 
     @property
     def seeds(self) -> int:
@@ -57,8 +52,7 @@ class SeedStack:
 
     def stacked(self, params: Sequence[nn.Parameter]) -> list[Tensor]:
         """The stacked tensors of `copies[0]`'s parameters `params`, in their order."""
-        by_id = {id(p): name for name, p in self.copies[0].named_parameters()}
-        return [self.params[by_id[id(p)]] for p in params]
+        return [self.params[self._names[id(p)]] for p in params]
 
     def call(
         self,
@@ -71,16 +65,22 @@ class SeedStack:
         `args` and the outputs carry the seed axis first. `fn` is a function of `copies[0]`
         (its methods, or its agent's). `frozen` parameters pass gradients on to their inputs
         but get none themselves."""
-        frozen_ids = {id(p) for p in frozen}
-        names = {id(p): name for name, p in self.copies[0].named_parameters()}
-        weights = {}
-        for p_id, name in names.items():
-            t = self.params[name]
-            weights[f"net.{name}"] = t.detach() if p_id in frozen_ids else t
+        frozen_names = {self._names[id(p)] for p in frozen}
+        weights = [
+            self.params[name].detach() if name in frozen_names else self.params[name]
+            for _, _, name in self._slots
+        ]
 
-        def one(weights: dict[str, Tensor], ids: Tensor, *args: Any) -> Any:
-            with seeded.streams(ids):
-                return torch.func.functional_call(self.holder, weights, (fn, *args))
+        def one(weights: list[Tensor], ids: Tensor, *args: Any) -> Any:
+            kept = [module._parameters[leaf] for module, leaf, _ in self._slots]
+            for (module, leaf, _), w in zip(self._slots, weights):
+                module._parameters[leaf] = w  # seed k's weights, as functional_call would
+            try:
+                with seeded.streams(ids):
+                    return fn(*args)
+            finally:
+                for (module, leaf, _), w in zip(self._slots, kept):
+                    module._parameters[leaf] = w
 
         return torch.func.vmap(one)(weights, self.ids, *args)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 GRID = ["task=gym/Pendulum-v1", "agent=tdmpc", "size=tiny", "objective=erm,sam", "planner=none"]
 GRID += ["steps=400", "prefill=100", "eval_every=200", "eval_episodes=1", "max_parallel=1"]
+GRID += ["agent.batch_size=32", "train_ratio=256"]  # a quarter of the default run's updates
 
 
 def _progress(run_dir: Path) -> dict:
