@@ -17,8 +17,9 @@ lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 
+# Two workers, one per core of the CI machine, each on one thread (tests/conftest.py).
 test: install lint
-	$(PYTHON) -m pytest tests $(ARGS)
+	$(PYTHON) -m pytest tests -n 2 $(ARGS)
 
 bench: install
 	$(PYTHON) benchmarks/update_speed.py $(ARGS)
