@@ -120,9 +120,8 @@ class SeedGroup:
         self.stop = SharedStop(first.stop)
         for t in self.trainers:
             t.stop = self.stop  # type: ignore[assignment]
-        kind = torch.device(device)
-        self.device = kind
-        self.generators = [torch.Generator(device=kind) for _ in self.trainers]
+        self.device = torch.device(device)
+        self.generators = [torch.Generator(device=self.device) for _ in self.trainers]
 
     def run(self) -> list[dict[str, float]]:
         """Train every seed to the end; each one's last evaluation."""

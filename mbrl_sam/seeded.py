@@ -49,13 +49,8 @@ def streams(ids: Tensor) -> Iterator[None]:
         _IDS = saved
 
 
-def active() -> bool:
-    """Whether draws go to the seeds' generators (inside `streams`)."""
-    return _IDS is not None
-
-
 def generators() -> list[torch.Generator]:
-    """The generators of the active `streams` (for rewinding them, as SAM does)."""
+    """The generators of the enclosing `generators_in_use` (for rewinding them, as SAM does)."""
     return list(_GENERATORS or [])
 
 
