@@ -132,6 +132,36 @@ def plan(argv: list[str]) -> tuple[SweepOptions, list]:
     return options, runs
 
 
+def recorded(runs: list) -> set[str]:
+    """The runs a study (`study=<name>` among their settings) holds for every seed: a rerun of
+    the study's sweep, here or on another machine, skips them (mbrl_sam/evaluation/study.py)."""
+    import dataclasses
+
+    from agents.run import load_config, study_folder, study_identity, validate_config
+    from mbrl_sam.evaluation.study import recorded_runs
+
+    names, known, held = set(), {}, {}
+    for run in runs:
+        settings = dict(o.split("=", 1) for o in run.overrides)
+        if not settings.get("study"):
+            continue
+        first, count = int(settings["seed"]), int(settings.get("seeds", 1))
+        key = tuple(o for o in run.overrides if not o.startswith(("seed=", "seeds=")))
+        if key not in known:  # one config per task x setting: seeds only change the seed
+            cfg = load_config([*key, f"seed={first}"])
+            folder = study_folder(validate_config(cfg, run.run_dir))
+            known[key] = (folder, study_identity(cfg))
+        folder, identity = known[key]
+        if (folder, identity.task) not in held:
+            held[folder, identity.task] = recorded_runs(folder, identity.task)
+        seeds = range(first, first + count)
+        if all(
+            dataclasses.replace(identity, seed=str(s)) in held[folder, identity.task] for s in seeds
+        ):
+            names.add(run.name)
+    return names
+
+
 def main() -> None:
     """Plan the sweep, then print its status or run it and write its report."""
     from mbrl_sam.sweep.state import run_state, status_table
@@ -142,8 +172,9 @@ def main() -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    done = recorded(runs)
     if options.status:
-        print(status_table([run_state(r.name, r.run_dir) for r in runs]))
+        print(status_table([run_state(r.name, r.run_dir, r.name in done) for r in runs]))
         return
     stop = threading.Event()
 
@@ -180,8 +211,10 @@ def main() -> None:
         launcher = LocalLauncher(ROOT / "train.py", parallel, options.retries)
         where = f"{parallel} at once on this machine"
     print(f"Sweep of {len(runs)} runs in {options.root}: {where}", flush=True)
-    launcher.run(runs, stop)
-    states = [run_state(r.name, r.run_dir) for r in runs]
+    if done:
+        print(f"{len(done)} of them are recorded in their study already: skipped.", flush=True)
+    launcher.run([r for r in runs if r.name not in done], stop)
+    states = [run_state(r.name, r.run_dir, r.name in done) for r in runs]
     print(status_table(states))
     if stop.is_set():
         sys.exit(130)
@@ -191,7 +224,7 @@ def main() -> None:
         out = Path(options.root) / "report"
         write_report([Path(options.root)], out)
         print(f"Report: {out / 'report.md'}")
-    sys.exit(0 if all(s.state == "finished" for s in states) else 1)
+    sys.exit(0 if all(s.state in ("finished", "recorded") for s in states) else 1)
 
 
 if __name__ == "__main__":

@@ -40,10 +40,33 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     announce(trainer, typed, device, run_dir, resumed)
     with matmul_precision(typed.matmul_precision):
         result = trainer.run()
+        record_in_study(trainer, cfg, typed, run_dir)
     for env in envs:
         env.close()
     print(f"Done: {trainer.env_steps} env steps, eval return {result['eval_return']:.1f}")
     return result
+
+
+def record_in_study(trainer: Any, cfg: DictConfig, typed: Any, run_dir: Path) -> None:
+    """A finished run of a study (`study=<name>`): measure the final agent and append its curve
+    and measurement to the study's CSVs, unless they hold it already. A run stopped early (a
+    time limit) is not recorded; rerunning it to the end is."""
+    from agents.run import study_folder, study_identity
+    from mbrl_sam.evaluation.flatness_hook import final_measurement
+    from mbrl_sam.evaluation.report import eval_curve
+    from mbrl_sam.evaluation.study import commit_of, is_recorded, record
+
+    if typed.study is None or trainer.collector.agent_steps < typed.steps // trainer.repeat:
+        return
+    folder, identity = study_folder(typed), study_identity(cfg)
+    if is_recorded(folder, identity):
+        print(f"Study {typed.study}: this run is recorded in {folder} already.")
+        return
+    print(f"Study {typed.study}: measuring the final agent ...", flush=True)
+    measures = final_measurement(trainer, typed.measure, run_dir)
+    commit = commit_of(Path(__file__).resolve().parent)
+    record(folder, identity, eval_curve(run_dir), measures, commit)
+    print(f"Study {typed.study}: recorded in {folder}", flush=True)
 
 
 def build_run(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> tuple[Any, bool, list]:
@@ -96,7 +119,7 @@ def run_seed_group(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> d
 
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml")
-    trainers, seats, envs = [], [], []
+    trainers, seats, envs, trainer_configs = [], [], [], []
     for k, seed_dir in enumerate(seed_dirs(run_dir, typed.seed, typed.seeds)):
         seed = typed.seed + k
         # Each seed's config is a single run's: seed-<s> resumes alone with seeds=1 too.
@@ -104,6 +127,7 @@ def run_seed_group(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> d
         one_cfg = cfg.copy()
         one_cfg.seed, one_cfg.seeds, one_cfg.run_dir = seed, 1, str(seed_dir)
         trainer, resumed, seed_envs = build_run(one_cfg, one, seed_dir, device)
+        trainer_configs.append(one_cfg)
         seats.append(rng_state())  # as a single run's trainer would start with it
         trainers.append(trainer)
         envs += seed_envs
@@ -112,6 +136,8 @@ def run_seed_group(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> d
     announce(trainers[0], typed, device, run_dir, resumed)
     with matmul_precision(typed.matmul_precision):
         results = group.run()
+        for trainer, seed_dir in zip(trainers, seed_dirs(run_dir, typed.seed, typed.seeds)):
+            record_in_study(trainer, trainer_configs.pop(0), trainer.config, seed_dir)
     for env in envs:
         env.close()
     returns = ", ".join(f"{r['eval_return']:.1f}" for r in results)

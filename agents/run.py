@@ -16,6 +16,7 @@ from envs import make_env, validate_task
 from mbrl_sam.checkpoint import CHECKPOINT, PREVIOUS, load_latest
 from mbrl_sam.config import RunConfig, config_dir
 from mbrl_sam.errors import ConfigError
+from mbrl_sam.evaluation.study import StudyRun, study_run
 from mbrl_sam.objectives import OBJECTIVE_CONFIGS
 from mbrl_sam.planners import PLANNER_NAMES, PlannerConfig
 from mbrl_sam.registry import (
@@ -141,6 +142,20 @@ def validate_config(cfg: DictConfig, run_dir: Path) -> RunConfig:
             "pass resume=auto to continue it or choose another run_dir"
         )
     return run
+
+
+def study_identity(cfg: DictConfig) -> StudyRun:
+    """The run's identity in a study: its resolved config next to the defaults of its agent,
+    size and task (validate_config first, so SAM's radius and groups are resolved)."""
+    base = [f"agent={cfg.agent.name}", f"size={cfg.size.name}", f"task={cfg.task}"]
+    defaults = OmegaConf.to_container(load_config(base), resolve=True)
+    return study_run(OmegaConf.to_container(cfg, resolve=True), defaults)
+
+
+def study_folder(run: RunConfig) -> Path:
+    """Where the run's study keeps its CSVs: <results_dir>/<study>."""
+    root = Path(run.results_dir) if run.results_dir else config_dir().parent / "results"
+    return root.expanduser() / str(run.study)
 
 
 def seed_dirs(run_dir: Path, seed: int, seeds: int) -> list[Path]:

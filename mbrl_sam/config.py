@@ -8,6 +8,7 @@ does not exist fails at composition; `OmegaConf.to_object` then builds the typed
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,8 @@ from mbrl_sam.evaluation.flatness import MeasureConfig
 from mbrl_sam.objectives import ObjectiveConfig
 from mbrl_sam.planners import PlannerConfig
 from mbrl_sam.runtime import MATMUL_PRECISIONS, check_device_name, check_run_dir_name
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a folder name under results/
 
 
 @dataclass
@@ -77,6 +80,11 @@ class RunConfig:
     # skipped for a non-finite gradient: the run has diverged.
     max_skipped_updates: int = 100
     measure: MeasureConfig = field(default_factory=MeasureConfig)  # flatness during training
+    # A named study (docs/studies.md): once finished, the run appends its eval curve and the
+    # flatness of its final agent (measure's settings) to <results_dir>/<study>/<task>.csv and
+    # <task>.measure.csv, unless the study holds it already.
+    study: str | None = None
+    results_dir: str | None = None  # None: this repository's results/
 
     def __post_init__(self) -> None:
         check_choice("obs", self.obs, ("state", "pixels"))
@@ -109,6 +117,11 @@ class RunConfig:
         check_choice("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
         check_device_name(self.device)
         check_run_dir_name(self.run_dir)
+        if self.study is not None and not STUDY_NAME.fullmatch(self.study):
+            raise ConfigError(
+                f"study={self.study!r} is not valid; a study is named by letters, digits, "
+                "'_', '-' and '.' (it names a folder of results/)"
+            )
 
 
 # Keys that only steer a run (how long, how often it reports, on what hardware, what it
@@ -131,6 +144,8 @@ STEERING = (
     "run_dir",
     "resume",
     "measure",
+    "study",
+    "results_dir",
 )
 
 

@@ -1,46 +1,22 @@
-"""Aggregate scores over runs and tasks the way the literature reports them (rliable's metrics):
-mean, median, interquartile mean, optimality gap, probability of improvement, and stratified
-bootstrap confidence intervals. Scores are arrays shaped (runs, tasks)."""
+"""Aggregate scores over runs and tasks as the field reports them, by rliable (Agarwal et al.
+2021): mean, median, interquartile mean, optimality gap and probability of improvement, each
+with a stratified-bootstrap confidence interval. Scores are arrays shaped (runs, tasks)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
+from rliable import library, metrics
 
 Aggregate = Callable[[np.ndarray], float]
 
-
-def mean(scores: np.ndarray) -> float:
-    """Mean over all runs and tasks (the mean of per-task means when runs are balanced)."""
-    return float(np.mean(scores))
-
-
-def median(scores: np.ndarray) -> float:
-    """Median over tasks of the per-task mean score."""
-    return float(np.median(np.mean(scores, axis=0)))
-
-
-def iqm(scores: np.ndarray) -> float:
-    """Interquartile mean: the mean of all run-task scores with a quarter cut from each end.
-
-    As rliable (scipy's trim_mean): int(n / 4) whole scores are cut from each end.
-    """
-    flat = np.sort(np.asarray(scores, dtype=np.float64).ravel())
-    cut = int(0.25 * flat.size)
-    return float(np.mean(flat[cut : flat.size - cut]))
-
-
-def optimality_gap(scores: np.ndarray, threshold: float = 1.0) -> float:
-    """Mean shortfall below `threshold` (scores above it count as reaching it)."""
-    return float(np.mean(np.maximum(threshold - np.asarray(scores, dtype=np.float64), 0.0)))
-
-
 AGGREGATES: dict[str, Aggregate] = {
-    "mean": mean,
-    "median": median,
-    "iqm": iqm,
-    "optimality_gap": optimality_gap,
+    "mean": metrics.aggregate_mean,  # the mean of the per-task means
+    "median": metrics.aggregate_median,  # the median over tasks of the per-task means
+    "iqm": metrics.aggregate_iqm,  # the mean with a quarter of all run-task scores cut each end
+    "optimality_gap": metrics.aggregate_optimality_gap,  # mean shortfall below 1
 }
 
 
@@ -50,21 +26,21 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x has {x.shape[1]} tasks and y has {y.shape[1]}")
-    wins = (x[:, None, :] > y[None, :, :]).mean(axis=(0, 1))
-    ties = (x[:, None, :] == y[None, :, :]).mean(axis=(0, 1))
-    return float(np.mean(wins + 0.5 * ties))
+    return float(metrics.probability_of_improvement(x, y))
 
 
-def stratified_bootstrap(
-    scores: np.ndarray, reps: int, rng: np.random.Generator
-) -> list[np.ndarray]:
-    """`reps` resamples of the runs, drawn with replacement within each task separately."""
-    runs, tasks = scores.shape
-    out = []
-    for _ in range(reps):
-        idx = rng.integers(0, runs, size=(runs, tasks))
-        out.append(np.take_along_axis(scores, idx, axis=0))
-    return out
+def _estimates(data: dict, fn: Callable[..., np.ndarray], reps: int, confidence: float, seed: int):
+    """rliable's point estimates and percentile intervals, reproducible from `seed`."""
+    with warnings.catch_warnings():
+        # arch (under rliable) warns that RandomState is deprecated; it is what rliable takes.
+        warnings.simplefilter("ignore", FutureWarning)
+        return library.get_interval_estimates(
+            data,
+            fn,
+            reps=reps,
+            confidence_interval_size=confidence,
+            random_state=np.random.RandomState(seed),
+        )
 
 
 def interval(
@@ -76,11 +52,10 @@ def interval(
 ) -> tuple[float, float, float]:
     """The aggregate and its percentile stratified-bootstrap interval: (point, low, high)."""
     scores = np.asarray(scores, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    samples = np.array([fn(s) for s in stratified_bootstrap(scores, reps, rng)])
-    alpha = (1 - confidence) / 2 * 100
-    low, high = np.percentile(samples, [alpha, 100 - alpha])
-    return fn(scores), float(low), float(high)
+    points, intervals = _estimates(
+        {"x": scores}, lambda s: np.array([fn(s)]), reps, confidence, seed
+    )
+    return float(points["x"][0]), float(intervals["x"][0, 0]), float(intervals["x"][1, 0])
 
 
 def improvement_interval(
@@ -88,11 +63,7 @@ def improvement_interval(
 ) -> tuple[float, float, float]:
     """P(X > Y) with a stratified-bootstrap interval (x and y resampled independently)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    samples = [
-        probability_of_improvement(xs, ys)
-        for xs, ys in zip(stratified_bootstrap(x, reps, rng), stratified_bootstrap(y, reps, rng))
-    ]
-    alpha = (1 - confidence) / 2 * 100
-    low, high = np.percentile(samples, [alpha, 100 - alpha])
-    return probability_of_improvement(x, y), float(low), float(high)
+    probability_of_improvement(x, y)  # the shape check, before rliable's own errors
+    improvement = lambda a, b: np.array([metrics.probability_of_improvement(a, b)])  # noqa: E731
+    points, intervals = _estimates({"x,y": (x, y)}, improvement, reps, confidence, seed)
+    return float(points["x,y"][0]), float(intervals["x,y"][0, 0]), float(intervals["x,y"][1, 0])

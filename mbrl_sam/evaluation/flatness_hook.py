@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,6 +13,7 @@ import torch
 from mbrl_sam import seeds
 from mbrl_sam.evaluation.flatness import MeasureConfig, measure_all
 from mbrl_sam.hooks import TrainerHook
+from mbrl_sam.progress import write_json
 
 if TYPE_CHECKING:
     from mbrl_sam.trainer import Trainer
@@ -59,3 +63,23 @@ class FlatnessHook(TrainerHook):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from `state_dict()`."""
         self.probe_batch, self.last_measure = state["probe_batch"], state["last_measure"]
+
+
+def final_measurement(trainer: Trainer, cfg: MeasureConfig, run_dir: Path) -> dict[str, float]:
+    """Measure the trained agent as measure.py measures its last checkpoint (same probe batch,
+    same seed) into run_dir/measure/step_<env steps>.json; a complete file there is reused."""
+    out = run_dir / "measure" / f"step_{trainer.env_steps}.json"
+    if out.exists():
+        saved = json.loads(out.read_text())
+        if saved.get("complete"):
+            return saved["flat"]
+    hook = next((h for h in trainer.hooks if isinstance(h, FlatnessHook)), None)
+    batch = hook.probe_batch if hook is not None else None
+    if batch is None:
+        a = trainer.config.agent
+        batch = trainer.replay.sample(a.batch_size, a.batch_length, np.random.default_rng(cfg.seed))
+    result = measure_all(trainer.agent, batch, trainer.eval_env, cfg, seeds.MEASURE_SCRIPT)
+    config = trainer.config
+    about = dict(task=config.task, objective=config.objective.name, env_steps=trainer.env_steps)
+    write_json(out, {**result, **about, "settings": dataclasses.asdict(cfg), "complete": True})
+    return result["flat"]

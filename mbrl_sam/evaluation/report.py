@@ -79,9 +79,8 @@ def _final_returns(path: Path, record: dict, curve: list[tuple[int, float]]) -> 
     return list(record.get("returns", [curve[-1][1]]))
 
 
-def load_run(path: Path) -> Run | None:
-    """A Run from a run directory, or None if it has no evaluation yet."""
-    cfg = OmegaConf.load(path / "config.yaml")
+def eval_curve(path: Path) -> list[tuple[int, float]]:
+    """A run directory's (env steps, mean eval return) pairs, oldest first."""
     by_step: dict[int, float] = {}
     for line in (path / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -89,7 +88,13 @@ def load_run(path: Path) -> Run | None:
             # The latest record for a step wins: logs written before resumes rewound them
             # (Logger.rewind) may hold a stretch twice.
             by_step[int(record["step"])] = float(record["eval/return"])
-    curve = sorted(by_step.items())
+    return sorted(by_step.items())
+
+
+def load_run(path: Path) -> Run | None:
+    """A Run from a run directory, or None if it has no evaluation yet."""
+    cfg = OmegaConf.load(path / "config.yaml")
+    curve = eval_curve(path)
     if not curve:
         return None
     method = f"{cfg.agent.name}-{cfg.objective.name}"

@@ -162,11 +162,14 @@ def _group_progress(run_dir: Path) -> dict:
     }
 
 
-def run_state(name: str, run_dir: Path) -> RunState:
-    """The run's row, from its progress.json (or its logs, when newer), lock and attempts."""
+def run_state(name: str, run_dir: Path, recorded: bool = False) -> RunState:
+    """The run's row, from its progress.json (or its logs, when newer), lock and attempts;
+    `recorded`: its study holds it (it may have run elsewhere), and the sweep skips it."""
     progress = _progress(run_dir) or _group_progress(run_dir)
     record = attempts(run_dir)
-    if progress.get("finished"):
+    if recorded:
+        state = "recorded"
+    elif progress.get("finished"):
         state = "finished"
     elif lock_holder(run_dir) is not None:
         state = "running"
@@ -206,6 +209,9 @@ def status_table(states: list[RunState]) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    counts = {k: sum(s.state == k for s in states) for k in ("finished", "running", "failed")}
+    kinds = ("finished", "running", "failed") + (
+        ("recorded",) if any(s.state == "recorded" for s in states) else ()
+    )
+    counts = {k: sum(s.state == k for s in states) for k in kinds}
     lines.append(f"{len(states)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return "\n".join(lines)

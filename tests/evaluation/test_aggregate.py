@@ -1,24 +1,31 @@
-"""Aggregate metrics against hand-computed cases and known sampling distributions."""
+"""Aggregate metrics (rliable's) against hand-computed cases and known sampling distributions."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from mbrl_sam.evaluation.aggregate import (
+    AGGREGATES,
     improvement_interval,
     interval,
-    iqm,
-    mean,
-    median,
-    optimality_gap,
     probability_of_improvement,
-    stratified_bootstrap,
 )
+
+iqm, mean = AGGREGATES["iqm"], AGGREGATES["mean"]
+median, optimality_gap = AGGREGATES["median"], AGGREGATES["optimality_gap"]
 
 
 def test_hand_computed_values():
     scores = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
     assert iqm(scores) == pytest.approx(4.5)  # mean of 3, 4, 5, 6
+    # 4 runs x 2 tasks: of 1 2 3 4 10 20 30 40, two cut from each end: (3 + 4 + 10 + 20) / 4.
+    table = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]])
+    assert iqm(table) == pytest.approx(9.25)
+    assert iqm(table[:, :1]) == pytest.approx(2.5) and iqm(table[:, 1:]) == pytest.approx(25.0)
+    # Its interval: 2 runs of 1 task resampled are {0,0}, {0,4}, {4,4} with chance 1/4, 1/2,
+    # 1/4; the IQM of two scores is their mean, so the 95% interval is [0, 4].
+    point, low, high = interval(iqm, np.array([[0.0], [4.0]]), reps=400)
+    assert (point, low, high) == (2.0, 0.0, 4.0)
     assert mean(scores) == pytest.approx(4.5)
     assert median(scores) == pytest.approx(4.5)  # task means 3, 4, 5, 6
     assert median(np.array([[0.0, 10.0, 1.0]])) == 1.0
@@ -44,11 +51,13 @@ def test_probability_of_improvement_counts_wins_and_half_ties_per_task():
 
 
 def test_bootstrap_resamples_runs_within_each_task():
-    scores = np.arange(12.0).reshape(4, 3)  # column j holds 3i + j
-    for sample in stratified_bootstrap(scores, 20, np.random.default_rng(0)):
-        assert sample.shape == (4, 3)
-        for j in range(3):
-            assert set(sample[:, j]) <= set(scores[:, j])
+    # Task j's scores are 3i + j: a resample mixing tasks would leave its task's range.
+    scores = np.arange(12.0).reshape(4, 3)
+    seen: list[np.ndarray] = []
+    interval(lambda s: seen.append(s.copy()) or 0.0, scores, reps=20)
+    assert len(seen) >= 20
+    for j in range(3):
+        assert all(set(s[:, j]) <= set(scores[:, j]) for s in seen)
 
 
 def test_interval_of_a_constant_is_that_constant():
