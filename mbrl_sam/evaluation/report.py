@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from mbrl_sam.evaluation.aggregate import AGGREGATES, improvement_interval, interval
 from mbrl_sam.evaluation.plots import plot_aggregates, plot_curves
+from mbrl_sam.evaluation.study import IDENTITY, StudyRun, read_rows
 from mbrl_sam.evaluation.suites import suite_of
 from mbrl_sam.progress import bar
 
@@ -23,6 +24,7 @@ MEASURE_COLUMNS = (
     "value_gap/abs_gap",
     "value_gap/bias",
     "model_error/reward_abs_1",
+    "model_error/latent_mse_15",
     "performance_gap/abs_gap",
 )
 
@@ -119,9 +121,44 @@ def _final_measures(path: Path) -> dict[str, float]:
     return {}
 
 
+def study_runs(folder: Path) -> list[Run]:
+    """The runs a study folder (results/<study>: <task>.csv, <task>.measure.csv) holds in
+    full; a run's final return is its last evaluation's mean (the CSVs keep no episodes)."""
+    runs = []
+    for measure_csv in sorted(folder.glob("*.measure.csv")):
+        curve_csv = measure_csv.with_name(measure_csv.name.replace(".measure.csv", ".csv"))
+        curves: dict[tuple, dict[int, float]] = {}
+        for row in read_rows(curve_csv):
+            curves.setdefault(_identity(row), {})[int(row["step"])] = float(row["return"])
+        for row in read_rows(measure_csv):
+            ident = StudyRun(*_identity(row))
+            curve = sorted(curves.get(_identity(row), {}).items())
+            if not curve or curve[-1][0] != int(row["step"]):
+                continue  # not recorded in full (study.recorded_runs)
+            measures = {k: float(v) for k, v in row.items() if "/" in k and v not in ("", None)}
+            runs.append(
+                Run(
+                    curve_csv,
+                    ident.task,
+                    ident.method,
+                    int(ident.seed),
+                    curve,
+                    [curve[-1][1]],
+                    measures,
+                )
+            )
+    return runs
+
+
+def _identity(row: dict[str, str]) -> tuple[str, ...]:
+    return tuple(row.get(name, "") for name in IDENTITY)
+
+
 def find_runs(roots: list[Path], progress: bool = False) -> list[Run]:
-    """Every run directory (config.yaml + metrics.jsonl) under `roots`, with an evaluation;
-    `progress` shows the runs read."""
+    """Every run directory (config.yaml + metrics.jsonl) under `roots` with an evaluation, and
+    every run a study folder among `roots` holds; `progress` shows the runs read."""
+    studies = [r for r in roots if any(r.glob("*.measure.csv"))]
+    roots = [r for r in roots if r not in studies]
     dirs = set()
     for root in roots:
         for cfg in [root / "config.yaml", *root.rglob("config.yaml")]:
@@ -133,7 +170,7 @@ def find_runs(roots: list[Path], progress: bool = False) -> list[Run]:
             read.set_postfix(run=str(d), refresh=False)
             runs.append(load_run(d))
             read.update()
-    return [r for r in runs if r is not None]
+    return [r for r in runs if r is not None] + [r for f in studies for r in study_runs(f)]
 
 
 def score_matrix(runs: list[Run], tasks: list[str]) -> np.ndarray:
@@ -190,13 +227,27 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
                 for m in methods
             }
     improvement = {}
-    for a in methods:
-        for b in methods:
-            if a != b and a in matrices:
-                improvement[f"P({a} > {b})"] = improvement_interval(
-                    matrices[a], matrices[b], reps=reps
-                )
+    for a, b in _pairs(methods):
+        if a in matrices:
+            improvement[f"P({a} > {b})"] = improvement_interval(matrices[a], matrices[b], reps=reps)
+    # Per task: the IQM of the final return over seeds, and the chance of improvement.
+    task_iqm: dict[str, dict[str, tuple[float, float, float]]] = {}
+    task_improvement: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for task in tasks:
+        finals = {
+            m: np.array(
+                [[np.mean(r.final_returns)] for r in runs if (r.task, r.method) == (task, m)]
+            )
+            for m in methods
+            if m in table[task]
+        }
+        task_iqm[task] = {m: interval(AGGREGATES["iqm"], f, reps=reps) for m, f in finals.items()}
+        task_improvement[task] = {
+            f"P({a} > {b})": improvement_interval(finals[a], finals[b], reps=reps)
+            for a, b in _pairs(list(finals))
+        }
     measures: dict[str, dict[str, dict[str, float]]] = {}
+    measure_intervals: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
     for task in tasks:
         for m in methods:
             mine = [r.measures for r in runs if (r.task, r.method) == (task, m) and r.measures]
@@ -204,6 +255,8 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
                 values = [x[key] for x in mine if x.get(key) is not None]
                 if values:
                     measures.setdefault(task, {}).setdefault(m, {})[key] = float(np.mean(values))
+                    mean_of = interval(AGGREGATES["mean"], np.array(values)[:, None], reps=reps)
+                    measure_intervals.setdefault(task, {}).setdefault(m, {})[key] = mean_of
     listing = [
         {
             "run": r.path.name,
@@ -228,7 +281,18 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
         "aggregates": aggregates,
         "suite_aggregates": suite_aggregates,
         "improvement": improvement,
+        "task_iqm": task_iqm,
+        "task_improvement": task_improvement,
+        "measure_intervals": measure_intervals,
     }
+
+
+def _pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """The (a, b) pairs whose P(a > b) the report gives: each method against each ERM method
+    when there is one (a study's baselines), else every ordered pair."""
+    baselines = [m for m in methods if m.endswith("-erm")]
+    against = baselines or methods
+    return [(a, b) for b in against for a in methods if a != b]
 
 
 def curve_table(runs: list[Run]) -> dict[str, dict[str, list[float | None]]]:
@@ -245,26 +309,6 @@ def curve_table(runs: list[Run]) -> dict[str, dict[str, list[float | None]]]:
             hours.append(float(np.mean(times)) if times else None)
         out[m] = {"steps": steps, "return": returns, "hours": hours}
     return out
-
-
-def _curve_markdown(task: str, curves: dict, max_rows: int = 21) -> list[str]:
-    """One task's curve table: a row per eval step (thinned to `max_rows`), a column per method."""
-    steps = sorted({s for c in curves.values() for s in c["steps"]})
-    every = -(-len(steps) // max_rows)
-    shown = sorted(set(steps[::every]) | {steps[-1]})
-    lines = [f"### {task}", "", "| env steps | " + " | ".join(curves) + " |"]
-    lines.append("|---|" + "---|" * len(curves))
-    for step in shown:
-        cells = []
-        for c in curves.values():
-            if step not in c["steps"]:
-                cells.append("-")
-                continue
-            i = c["steps"].index(step)
-            hours = "" if c["hours"][i] is None else f" ({c['hours'][i]:.2f} h)"
-            cells.append(f"{c['return'][i]:.1f}{hours}")
-        lines.append(f"| {step} | " + " | ".join(cells) + " |")
-    return lines
 
 
 def caveats(table: dict, listing: list[dict]) -> list[str]:
@@ -287,70 +331,6 @@ def caveats(table: dict, listing: list[dict]) -> list[str]:
     return notes
 
 
-def markdown(report: dict, plots: list[str]) -> str:
-    """The report as a markdown page."""
-    methods = report["methods"]
-    lines = ["# Evaluation report", ""]
-    if report["caveats"]:
-        lines += ["## Caveats", "", *[f"- {note}" for note in report["caveats"]], ""]
-    lines += ["## Final return per task (mean ± std over seeds, n)", ""]
-    lines.append("| task | " + " | ".join(methods) + " |")
-    lines.append("|---|" + "---|" * len(methods))
-    for task, row in report["table"].items():
-        cells = [
-            f"{row[m]['mean']:.1f} ± {row[m]['std']:.1f} ({row[m]['n']})" if m in row else "-"
-            for m in methods
-        ]
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    lines += ["", "## Normalised score per task (mean ± std over seeds)", ""]
-    lines.append("| task | " + " | ".join(methods) + " | score |")
-    lines.append("|---|" + "---|" * (len(methods) + 1))
-    for task, row in report["table"].items():
-        cells = [
-            f"{row[m]['score']:.3f} ± {row[m]['score_std']:.3f}" if m in row else "-"
-            for m in methods
-        ]
-        lines.append(f"| {task} | " + " | ".join(cells) + f" | {score_rule(task)} |")
-    lines += ["", "## Runs (at their last evaluation)", ""]
-    lines += ["| run | task | method | seed | env steps | return | wall hours |"]
-    lines.append("|---|---|---|---|---|---|---|")
-    for r in report["runs"]:
-        hours = "-" if r["hours"] is None else f"{r['hours']:.2f}"
-        cells = [r["run"], r["task"], r["method"], r["seed"], r["steps"], f"{r['return']:.1f}"]
-        lines.append("| " + " | ".join(map(str, cells)) + f" | {hours} |")
-    lines += ["", "## Eval return against env steps (mean over seeds; training hours)", ""]
-    for i, (task, curves) in enumerate(report["curves"].items()):
-        lines += ([""] if i else []) + _curve_markdown(task, curves)
-    if report["aggregates"]:
-        lines += ["", "## Aggregate normalised score (95% stratified bootstrap CI)", ""]
-        lines.append(f"Tasks: {', '.join(report['aggregate_tasks'])}.")
-        lines += ["", "| method | " + " | ".join(AGGREGATES) + " |"]
-        lines.append("|---|" + "---|" * len(AGGREGATES))
-        for m, aggs in report["aggregates"].items():
-            cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in aggs.values()]
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    for suite, per_method in report.get("suite_aggregates", {}).items():
-        lines += ["", f"### Suite {suite}", ""]
-        lines += ["| method | " + " | ".join(AGGREGATES) + " |", "|---|" + "---|" * len(AGGREGATES)]
-        for m, aggs in per_method.items():
-            cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in aggs.values()]
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    if report["measures"]:
-        lines += ["", "## Flatness at the last measurement (mean over seeds)", ""]
-        lines.append("| task | method | " + " | ".join(MEASURE_COLUMNS) + " |")
-        lines.append("|---|---|" + "---|" * len(MEASURE_COLUMNS))
-        for task, per_method in report["measures"].items():
-            for m, values in per_method.items():
-                cells = [f"{values[k]:.4g}" if k in values else "-" for k in MEASURE_COLUMNS]
-                lines.append(f"| {task} | {m} | " + " | ".join(cells) + " |")
-    if report["improvement"]:
-        lines += ["", "## Probability of improvement (95% CI)", ""]
-        for name, (p, lo, hi) in report["improvement"].items():
-            lines.append(f"- {name} = {p:.3f} [{lo:.3f}, {hi:.3f}]")
-    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
 def write_report(roots: list[Path], out: Path, reps: int = 2000, progress: bool = False) -> dict:
     """Gather the runs under `roots`; write report.md, report.json and PNGs into `out`
     (`progress`: show the runs read and the files written)."""
@@ -358,6 +338,8 @@ def write_report(roots: list[Path], out: Path, reps: int = 2000, progress: bool 
     if not runs:
         raise FileNotFoundError(f"no evaluated runs under {[str(r) for r in roots]}")
     out.mkdir(parents=True, exist_ok=True)
+    from mbrl_sam.evaluation.report_markdown import markdown
+
     with bar(None, "report", "file", progress) as written:
         written.set_postfix(now=f"statistics ({reps} bootstrap reps)", refresh=False)
         report = build_report(runs, reps)

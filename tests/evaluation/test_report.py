@@ -12,7 +12,8 @@ import evaluate
 import train
 from agents.run import load_config
 from mbrl_sam import seeds
-from mbrl_sam.evaluation.report import Run, build_report, markdown, write_report
+from mbrl_sam.evaluation.report import Run, build_report, write_report
+from mbrl_sam.evaluation.report_markdown import markdown
 from mbrl_sam.progress import INTERVAL_VARIABLE
 from mbrl_sam.rollout import Rollout
 from tests.evaluation.test_flatness import exit_status
@@ -286,3 +287,34 @@ def test_runs_of_several_suites_are_also_aggregated_per_suite(tmp_path):
     assert "### Suite atari100k" in markdown(report, [])
     one_suite = build_report([r for r in runs if r.task.startswith("atari")], reps=20)
     assert one_suite["suite_aggregates"] == {}
+
+
+def test_a_study_folder_reports_per_task_iqm_and_improvement_by_hand(tmp_path):
+    import dataclasses
+
+    from mbrl_sam.evaluation.study import StudyRun, record
+
+    erm = StudyRun("dmc/walker-walk", "tdmpc", "tiny", "erm", "", "", "200", "", "0")
+    sam = dataclasses.replace(erm, objective="sam", rho="0.001", perturb="encoder+dynamics")
+    for seed in range(4):
+        for run, final in ((erm, 1.0 + seed), (sam, 2.0 + seed)):
+            one = dataclasses.replace(run, seed=str(seed))
+            measures = {"sharpness/top_eigenvalue": final}
+            record(tmp_path, one, [(0, 0.0), (200, final)], measures, "c")
+    # A partial run (no measurement) is left out.
+    partial = dataclasses.replace(sam, seed="9")
+    with (tmp_path / "dmc_walker-walk.csv").open("a") as f:
+        f.write(",".join(["200", "99.0", *dataclasses.astuple(partial), "c"]) + "\n")
+    report = write_report([tmp_path], tmp_path / "out", reps=200)
+    s, e = "tdmpc-sam rho=0.001 perturb=encoder+dynamics", "tdmpc-erm"
+    assert report["methods"] == [e, s] and report["table"]["dmc/walker-walk"][s]["n"] == 4
+    # IQM of 1 2 3 4 cuts one from each end: 2.5; of 2 3 4 5: 3.5.
+    assert report["task_iqm"]["dmc/walker-walk"][e][0] == pytest.approx(2.5)
+    assert report["task_iqm"]["dmc/walker-walk"][s][0] == pytest.approx(3.5)
+    # SAM {2,3,4,5} against ERM {1,2,3,4}: 10 wins and 3 ties in 16 pairs.
+    p, low, high = report["task_improvement"]["dmc/walker-walk"][f"P({s} > {e})"]
+    assert p == pytest.approx(11.5 / 16) and low <= p <= high
+    assert list(report["task_improvement"]["dmc/walker-walk"]) == [f"P({s} > {e})"]
+    eig = report["measure_intervals"]["dmc/walker-walk"][s]["sharpness/top_eigenvalue"]
+    assert eig[0] == pytest.approx(3.5)
+    assert "IQM of the final return per task" in (tmp_path / "out" / "report.md").read_text()

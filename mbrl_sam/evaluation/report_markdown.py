@@ -1,0 +1,115 @@
+"""The report as a markdown page (report.py's report.md)."""
+
+from __future__ import annotations
+
+from mbrl_sam.evaluation.aggregate import AGGREGATES
+from mbrl_sam.evaluation.report import MEASURE_COLUMNS, score_rule
+
+
+def _curve_markdown(task: str, curves: dict, max_rows: int = 21) -> list[str]:
+    """One task's curve table: a row per eval step (thinned to `max_rows`), a column per method."""
+    steps = sorted({s for c in curves.values() for s in c["steps"]})
+    every = -(-len(steps) // max_rows)
+    shown = sorted(set(steps[::every]) | {steps[-1]})
+    lines = [f"### {task}", "", "| env steps | " + " | ".join(curves) + " |"]
+    lines.append("|---|" + "---|" * len(curves))
+    for step in shown:
+        cells = []
+        for c in curves.values():
+            if step not in c["steps"]:
+                cells.append("-")
+                continue
+            i = c["steps"].index(step)
+            hours = "" if c["hours"][i] is None else f" ({c['hours'][i]:.2f} h)"
+            cells.append(f"{c['return'][i]:.1f}{hours}")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(report: dict, plots: list[str]) -> str:
+    """The report as a markdown page."""
+    methods = report["methods"]
+    lines = ["# Evaluation report", ""]
+    if report["caveats"]:
+        lines += ["## Caveats", "", *[f"- {note}" for note in report["caveats"]], ""]
+    lines += ["## Final return per task (mean ± std over seeds, n)", ""]
+    lines.append("| task | " + " | ".join(methods) + " |")
+    lines.append("|---|" + "---|" * len(methods))
+    for task, row in report["table"].items():
+        cells = [
+            f"{row[m]['mean']:.1f} ± {row[m]['std']:.1f} ({row[m]['n']})" if m in row else "-"
+            for m in methods
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += ["", "## Normalised score per task (mean ± std over seeds)", ""]
+    lines.append("| task | " + " | ".join(methods) + " | score |")
+    lines.append("|---|" + "---|" * (len(methods) + 1))
+    for task, row in report["table"].items():
+        cells = [
+            f"{row[m]['score']:.3f} ± {row[m]['score_std']:.3f}" if m in row else "-"
+            for m in methods
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {score_rule(task)} |")
+    lines += ["", "## IQM of the final return per task (95% stratified bootstrap CI)", ""]
+    lines.append("| task | " + " | ".join(methods) + " |")
+    lines.append("|---|" + "---|" * len(methods))
+    for task, row in report["task_iqm"].items():
+        cells = [_interval_text(row[m], ".1f") if m in row else "-" for m in methods]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    if any(report["task_improvement"].values()):
+        lines += ["", "## Probability of improvement per task (95% CI)", ""]
+        for task, pairs in report["task_improvement"].items():
+            for name, value in pairs.items():
+                lines.append(f"- {task}: {name} = {_interval_text(value, '.3f')}")
+    lines += ["", "## Runs (at their last evaluation)", ""]
+    lines += ["| run | task | method | seed | env steps | return | wall hours |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in report["runs"]:
+        hours = "-" if r["hours"] is None else f"{r['hours']:.2f}"
+        cells = [r["run"], r["task"], r["method"], r["seed"], r["steps"], f"{r['return']:.1f}"]
+        lines.append("| " + " | ".join(map(str, cells)) + f" | {hours} |")
+    lines += ["", "## Eval return against env steps (mean over seeds; training hours)", ""]
+    for i, (task, curves) in enumerate(report["curves"].items()):
+        lines += ([""] if i else []) + _curve_markdown(task, curves)
+    if report["aggregates"]:
+        lines += ["", "## Aggregate normalised score (95% stratified bootstrap CI)", ""]
+        lines.append(f"Tasks: {', '.join(report['aggregate_tasks'])}.")
+        lines += ["", "| method | " + " | ".join(AGGREGATES) + " |"]
+        lines.append("|---|" + "---|" * len(AGGREGATES))
+        for m, aggs in report["aggregates"].items():
+            cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in aggs.values()]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for suite, per_method in report.get("suite_aggregates", {}).items():
+        lines += ["", f"### Suite {suite}", ""]
+        lines += ["| method | " + " | ".join(AGGREGATES) + " |", "|---|" + "---|" * len(AGGREGATES)]
+        for m, aggs in per_method.items():
+            cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in aggs.values()]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if report["measures"]:
+        lines += ["", "## Flatness at the last measurement (mean over seeds)", ""]
+        lines.append("| task | method | " + " | ".join(MEASURE_COLUMNS) + " |")
+        lines.append("|---|---|" + "---|" * len(MEASURE_COLUMNS))
+        for task, per_method in report["measures"].items():
+            for m, values in per_method.items():
+                cells = [f"{values[k]:.4g}" if k in values else "-" for k in MEASURE_COLUMNS]
+                lines.append(f"| {task} | {m} | " + " | ".join(cells) + " |")
+    if report["measure_intervals"]:
+        lines += ["", "## Flatness at the last measurement (mean over seeds, 95% CI)", ""]
+        for task, per_method in report["measure_intervals"].items():
+            for m, values in per_method.items():
+                cells = [
+                    f"{k.split('/', 1)[1]} {_interval_text(v, '.4g')}" for k, v in values.items()
+                ]
+                lines.append(f"- {task}, {m}: " + "; ".join(cells))
+    if report["improvement"]:
+        lines += ["", "## Probability of improvement (95% CI)", ""]
+        for name, (p, lo, hi) in report["improvement"].items():
+            lines.append(f"- {name} = {p:.3f} [{lo:.3f}, {hi:.3f}]")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _interval_text(value: tuple[float, float, float], fmt: str) -> str:
+    """(point, low, high) as 'point [low, high]'."""
+    point, low, high = value
+    return f"{point:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
