@@ -67,3 +67,15 @@ def improvement_interval(
     improvement = lambda a, b: np.array([metrics.probability_of_improvement(a, b)])  # noqa: E731
     points, intervals = _estimates({"x,y": (x, y)}, improvement, reps, confidence, seed)
     return float(points["x,y"][0]), float(intervals["x,y"][0, 0]), float(intervals["x,y"][1, 0])
+
+
+def ratio_interval(
+    x: np.ndarray, y: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """mean(x) / mean(y) of two samples of one quantity (e.g. SAM's and ERM's top eigenvalue
+    over seeds), with a bootstrap interval (x and y resampled independently)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1, 1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1, 1)
+    ratio = lambda a, b: np.array([np.mean(a) / np.mean(b)])  # noqa: E731
+    points, intervals = _estimates({"x/y": (x, y)}, ratio, reps, confidence, seed)
+    return float(points["x/y"][0]), float(intervals["x/y"][0, 0]), float(intervals["x/y"][1, 0])

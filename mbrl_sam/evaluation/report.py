@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from mbrl_sam.evaluation.aggregate import AGGREGATES, improvement_interval, interval
+from mbrl_sam.evaluation.aggregate import (
+    AGGREGATES,
+    improvement_interval,
+    interval,
+    ratio_interval,
+)
 from mbrl_sam.evaluation.plots import plot_aggregates, plot_curves
 from mbrl_sam.evaluation.study import IDENTITY, StudyRun, read_rows
 from mbrl_sam.evaluation.suites import suite_of
@@ -257,6 +262,24 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
                     measures.setdefault(task, {}).setdefault(m, {})[key] = float(np.mean(values))
                     mean_of = interval(AGGREGATES["mean"], np.array(values)[:, None], reps=reps)
                     measure_intervals.setdefault(task, {}).setdefault(m, {})[key] = mean_of
+    # The mechanism: each method's measurements over an ERM method's, per task.
+    measure_ratios: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
+    for task in tasks:
+        for a, b in _pairs(methods):
+            if not b.endswith("-erm"):
+                continue
+            for key in MEASURE_COLUMNS:
+                xs, ys = (
+                    [
+                        r.measures[key]
+                        for r in runs
+                        if (r.task, r.method) == (task, m) and key in r.measures
+                    ]
+                    for m in (a, b)
+                )
+                if xs and ys and np.mean(ys) != 0:
+                    pair = measure_ratios.setdefault(task, {}).setdefault(f"{a} / {b}", {})
+                    pair[key] = ratio_interval(np.array(xs), np.array(ys), reps=reps)
     listing = [
         {
             "run": r.path.name,
@@ -284,6 +307,7 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
         "task_iqm": task_iqm,
         "task_improvement": task_improvement,
         "measure_intervals": measure_intervals,
+        "measure_ratios": measure_ratios,
     }
 
 

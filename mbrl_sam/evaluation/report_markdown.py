@@ -101,6 +101,14 @@ def markdown(report: dict, plots: list[str]) -> str:
                     f"{k.split('/', 1)[1]} {_interval_text(v, '.4g')}" for k, v in values.items()
                 ]
                 lines.append(f"- {task}, {m}: " + "; ".join(cells))
+    if report.get("measure_ratios"):
+        lines += ["", "## Flatness against ERM (ratio of means over seeds, 95% CI)", ""]
+        for task, pairs in report["measure_ratios"].items():
+            for pair, values in pairs.items():
+                cells = [
+                    f"{k.split('/', 1)[1]} {_interval_text(v, '.3g')}" for k, v in values.items()
+                ]
+                lines.append(f"- {task}, {pair}: " + "; ".join(cells))
     if report["improvement"]:
         lines += ["", "## Probability of improvement (95% CI)", ""]
         for name, (p, lo, hi) in report["improvement"].items():

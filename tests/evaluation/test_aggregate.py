@@ -9,6 +9,7 @@ from mbrl_sam.evaluation.aggregate import (
     improvement_interval,
     interval,
     probability_of_improvement,
+    ratio_interval,
 )
 
 iqm, mean = AGGREGATES["iqm"], AGGREGATES["mean"]
@@ -79,3 +80,10 @@ def test_improvement_interval_brackets_the_point_estimate():
     x, y = rng.normal(1.0, 1.0, (10, 5)), rng.normal(0.0, 1.0, (10, 5))
     point, low, high = improvement_interval(x, y, reps=500)
     assert low <= point <= high and point > 0.6
+
+
+def test_ratio_interval_of_means():
+    assert ratio_interval(np.full(4, 3.0), np.full(5, 2.0), reps=100) == (1.5, 1.5, 1.5)
+    # x resampled from {1, 3} has means 1, 2 or 3 (chance 1/4, 1/2, 1/4) over a y of 2.
+    point, low, high = ratio_interval(np.array([1.0, 3.0]), np.full(3, 2.0), reps=400)
+    assert (point, low, high) == (1.0, 0.5, 1.5)

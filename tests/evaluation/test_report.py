@@ -317,4 +317,7 @@ def test_a_study_folder_reports_per_task_iqm_and_improvement_by_hand(tmp_path):
     assert list(report["task_improvement"]["dmc/walker-walk"]) == [f"P({s} > {e})"]
     eig = report["measure_intervals"]["dmc/walker-walk"][s]["sharpness/top_eigenvalue"]
     assert eig[0] == pytest.approx(3.5)
+    # SAM's eigenvalues over ERM's: (2+3+4+5) / (1+2+3+4).
+    ratio = report["measure_ratios"]["dmc/walker-walk"][f"{s} / {e}"]["sharpness/top_eigenvalue"]
+    assert ratio[0] == pytest.approx(14 / 10) and ratio[1] <= 1.4 <= ratio[2]
     assert "IQM of the final return per task" in (tmp_path / "out" / "report.md").read_text()
