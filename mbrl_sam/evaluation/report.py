@@ -129,7 +129,7 @@ def _final_measures(path: Path) -> dict[str, float]:
 def study_runs(folder: Path) -> list[Run]:
     """The runs a study folder (results/<study>: <task>.csv, <task>.measure.csv) holds in
     full; a run's final return is its last evaluation's mean (the CSVs keep no episodes)."""
-    runs = []
+    found: list[tuple[StudyRun, Path, list[tuple[int, float]], dict[str, float]]] = []
     for measure_csv in sorted(folder.glob("*.measure.csv")):
         curve_csv = measure_csv.with_name(measure_csv.name.replace(".measure.csv", ".csv"))
         curves: dict[tuple, dict[int, float]] = {}
@@ -141,18 +141,14 @@ def study_runs(folder: Path) -> list[Run]:
             if not curve or curve[-1][0] != int(row["step"]):
                 continue  # not recorded in full (study.recorded_runs)
             measures = {k: float(v) for k, v in row.items() if "/" in k and v not in ("", None)}
-            runs.append(
-                Run(
-                    curve_csv,
-                    ident.task,
-                    ident.method,
-                    int(ident.seed),
-                    curve,
-                    [curve[-1][1]],
-                    measures,
-                )
-            )
-    return runs
+            found.append((ident, curve_csv, curve, measures))
+    # Settings every run of the study shares say nothing about the difference: not in names.
+    shared = [set(ident.learning_settings()) for ident, *_ in found]
+    omit = frozenset(set.intersection(*shared)) if shared else frozenset()
+    return [
+        Run(path, i.task, i.label(omit), int(i.seed), curve, [curve[-1][1]], measures)
+        for i, path, curve, measures in found
+    ]
 
 
 def _identity(row: dict[str, str]) -> tuple[str, ...]:
@@ -266,7 +262,7 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
     measure_ratios: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
     for task in tasks:
         for a, b in _pairs(methods):
-            if not b.endswith("-erm"):
+            if not _is_erm(b):
                 continue
             for key in MEASURE_COLUMNS:
                 xs, ys = (
@@ -311,10 +307,15 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
     }
 
 
+def _is_erm(method: str) -> bool:
+    """Whether a method is an ERM baseline: 'tdmpc-erm', 'tdmpc-erm train_ratio=256'."""
+    return method.split(" ", 1)[0].endswith("-erm")
+
+
 def _pairs(methods: list[str]) -> list[tuple[str, str]]:
     """The (a, b) pairs whose P(a > b) the report gives: each method against each ERM method
     when there is one (a study's baselines), else every ordered pair."""
-    baselines = [m for m in methods if m.endswith("-erm")]
+    baselines = [m for m in methods if _is_erm(m)]
     against = baselines or methods
     return [(a, b) for b in against for a in methods if a != b]
 

@@ -73,11 +73,19 @@ class StudyRun:
     def method(self) -> str:
         """What is compared, without seed, budget and how it was evaluated or measured:
         'tdmpc-sam rho=0.001 perturb=all objective.every=5'."""
+        return self.label()
+
+    def label(self, omit: frozenset[str] = frozenset()) -> str:
+        """`method` without the settings in `omit` (those every compared run shares)."""
         parts = [f"{self.agent}-{self.objective}"]
         if self.objective != "erm":
             parts += [f"rho={self.rho}", f"perturb={self.perturb}"]
-        parts += [p for p in self.settings.split() if not p.startswith(PROTOCOL)]
+        parts += [p for p in self.learning_settings() if p not in omit]
         return " ".join(parts)
+
+    def learning_settings(self) -> list[str]:
+        """The `settings` that change what is learned ('k=v'), not how it is evaluated."""
+        return [p for p in self.settings.split() if not p.startswith(PROTOCOL)]
 
 
 IDENTITY = tuple(f.name for f in fields(StudyRun))
