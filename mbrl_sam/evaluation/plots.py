@@ -71,3 +71,44 @@ def plot_aggregates(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+STUDY_MEASURES = ("sharpness/top_eigenvalue", "sharpness/trace", "value_gap/abs_gap")
+
+
+def plot_study(report: dict, path: Path) -> None:
+    """SAM against ERM at a glance, one row per task: the IQM of the final return per method
+    with its 95% interval, and each method's flatness over ERM's (ratio, 95% interval)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(report["task_iqm"])
+    fig, axes = plt.subplots(
+        len(tasks), 2, figsize=(13, 1.2 + 0.45 * len(report["methods"]) * len(tasks)), squeeze=False
+    )
+    for (left, right), task in zip(axes, tasks):
+        iqms = report["task_iqm"][task]
+        for i, (p, lo, hi) in enumerate(iqms.values()):
+            left.plot([lo, hi], [i, i], linewidth=6, alpha=0.5)
+            left.plot([p], [i], "k|", markersize=14)
+        left.set_yticks(range(len(iqms)), list(iqms), fontsize=7)
+        left.set_title(f"{task}: final return, IQM over seeds (95% CI)", fontsize=9)
+        ratios = report.get("measure_ratios", {}).get(task, {})
+        labels = []
+        for pair, values in ratios.items():
+            for key in STUDY_MEASURES:
+                if key in values:
+                    p, lo, hi = values[key]
+                    y = len(labels)
+                    right.plot([lo, hi], [y, y], linewidth=6, alpha=0.5)
+                    right.plot([p], [y], "k|", markersize=14)
+                    labels.append(f"{key.split('/', 1)[1]}: {pair.split(' / ')[0]}")
+        right.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+        right.set_xscale("log")
+        right.set_yticks(range(len(labels)), labels, fontsize=7)
+        right.set_title("over ERM's (ratio of means, 95% CI; < 1: flatter)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -15,7 +15,7 @@ from mbrl_sam.evaluation.aggregate import (
     interval,
     ratio_interval,
 )
-from mbrl_sam.evaluation.plots import plot_aggregates, plot_curves
+from mbrl_sam.evaluation.plots import plot_aggregates, plot_curves, plot_study
 from mbrl_sam.evaluation.study import IDENTITY, StudyRun, read_rows
 from mbrl_sam.evaluation.suites import suite_of
 from mbrl_sam.progress import bar
@@ -369,12 +369,16 @@ def write_report(roots: list[Path], out: Path, reps: int = 2000, progress: bool 
         written.set_postfix(now=f"statistics ({reps} bootstrap reps)", refresh=False)
         report = build_report(runs, reps)
         plots = ["curves.png"] + (["aggregates.png"] if report["aggregates"] else [])
+        plots += ["study.png"] if report["measure_ratios"] else []
         written.reset(len(plots) + 2)
         written.set_postfix(now="plots", refresh=False)
         plot_curves(runs, out / "curves.png")
         written.update()
         if report["aggregates"]:
             plot_aggregates(report, out / "aggregates.png")
+            written.update()
+        if report["measure_ratios"]:
+            plot_study(report, out / "study.png")
             written.update()
         (out / "report.json").write_text(json.dumps(report, indent=1))
         (out / "report.md").write_text(markdown(report, plots))

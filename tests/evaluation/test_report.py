@@ -321,3 +321,4 @@ def test_a_study_folder_reports_per_task_iqm_and_improvement_by_hand(tmp_path):
     ratio = report["measure_ratios"]["dmc/walker-walk"][f"{s} / {e}"]["sharpness/top_eigenvalue"]
     assert ratio[0] == pytest.approx(14 / 10) and ratio[1] <= 1.4 <= ratio[2]
     assert "IQM of the final return per task" in (tmp_path / "out" / "report.md").read_text()
+    assert (tmp_path / "out" / "study.png").stat().st_size > 1000
