@@ -97,17 +97,13 @@ def markdown(report: dict, plots: list[str]) -> str:
         lines += ["", "## Flatness at the last measurement (mean over seeds, 95% CI)", ""]
         for task, per_method in report["measure_intervals"].items():
             for m, values in per_method.items():
-                cells = [
-                    f"{k.split('/', 1)[1]} {_interval_text(v, '.4g')}" for k, v in values.items()
-                ]
+                cells = [f"{k} {_interval_text(v, '.4g')}" for k, v in values.items()]
                 lines.append(f"- {task}, {m}: " + "; ".join(cells))
     if report.get("measure_ratios"):
         lines += ["", "## Flatness against ERM (ratio of means over seeds, 95% CI)", ""]
         for task, pairs in report["measure_ratios"].items():
             for pair, values in pairs.items():
-                cells = [
-                    f"{k.split('/', 1)[1]} {_interval_text(v, '.3g')}" for k, v in values.items()
-                ]
+                cells = [f"{k} {_interval_text(v, '.3g')}" for k, v in values.items()]
                 lines.append(f"- {task}, {pair}: " + "; ".join(cells))
     if report["improvement"]:
         lines += ["", "## Probability of improvement (95% CI)", ""]
