@@ -119,7 +119,7 @@ def run_seed_group(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> d
 
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml")
-    trainers, seats, envs, trainer_configs = [], [], [], []
+    trainers, seats, envs, configs = [], [], [], []
     for k, seed_dir in enumerate(seed_dirs(run_dir, typed.seed, typed.seeds)):
         seed = typed.seed + k
         # Each seed's config is a single run's: seed-<s> resumes alone with seeds=1 too.
@@ -127,7 +127,7 @@ def run_seed_group(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> d
         one_cfg = cfg.copy()
         one_cfg.seed, one_cfg.seeds, one_cfg.run_dir = seed, 1, str(seed_dir)
         trainer, resumed, seed_envs = build_run(one_cfg, one, seed_dir, device)
-        trainer_configs.append(one_cfg)
+        configs.append(one_cfg)
         seats.append(rng_state())  # as a single run's trainer would start with it
         trainers.append(trainer)
         envs += seed_envs
@@ -136,8 +136,9 @@ def run_seed_group(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> d
     announce(trainers[0], typed, device, run_dir, resumed)
     with matmul_precision(typed.matmul_precision):
         results = group.run()
-        for trainer, seed_dir in zip(trainers, seed_dirs(run_dir, typed.seed, typed.seeds)):
-            record_in_study(trainer, trainer_configs.pop(0), trainer.config, seed_dir)
+        dirs = seed_dirs(run_dir, typed.seed, typed.seeds)
+        for trainer, one_cfg, seed_dir in zip(trainers, configs, dirs, strict=True):
+            record_in_study(trainer, one_cfg, trainer.config, seed_dir)
     for env in envs:
         env.close()
     returns = ", ".join(f"{r['eval_return']:.1f}" for r in results)
