@@ -73,7 +73,11 @@ def plot_aggregates(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-STUDY_MEASURES = ("sharpness/top_eigenvalue", "sharpness/trace", "value_gap/abs_gap")
+STUDY_MEASURES = {
+    "sharpness/top_eigenvalue": "top eigenvalue",
+    "sharpness/trace": "trace",
+    "value_gap/abs_gap": "value gap",
+}
 
 
 def plot_study(report: dict, path: Path) -> None:
@@ -85,30 +89,34 @@ def plot_study(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(report["task_iqm"])
-    fig, axes = plt.subplots(
-        len(tasks), 2, figsize=(13, 1.2 + 0.45 * len(report["methods"]) * len(tasks)), squeeze=False
-    )
+    methods = report["methods"]
+    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    height = 1.5 + 0.32 * len(methods) * len(tasks)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, height), squeeze=False)
     for (left, right), task in zip(axes, tasks):
         iqms = report["task_iqm"][task]
-        for i, (p, lo, hi) in enumerate(iqms.values()):
-            left.plot([lo, hi], [i, i], linewidth=6, alpha=0.5)
+        for i, (m, (p, lo, hi)) in enumerate(iqms.items()):
+            left.plot([lo, hi], [i, i], linewidth=6, alpha=0.6, color=colors[m])
             left.plot([p], [i], "k|", markersize=14)
+            if m.split(" ", 1)[0].endswith("-erm"):
+                left.axvline(p, color=colors[m], linestyle="--", linewidth=1)
         left.set_yticks(range(len(iqms)), list(iqms), fontsize=7)
         left.set_title(f"{task}: final return, IQM over seeds (95% CI)", fontsize=9)
         ratios = report.get("measure_ratios", {}).get(task, {})
-        labels = []
-        for pair, values in ratios.items():
-            for key in STUDY_MEASURES:
+        labels, y = [], 0
+        for key, name in STUDY_MEASURES.items():
+            for pair, values in ratios.items():
                 if key in values:
+                    m = pair.split(" / ")[0]
                     p, lo, hi = values[key]
-                    y = len(labels)
-                    right.plot([lo, hi], [y, y], linewidth=6, alpha=0.5)
+                    right.plot([lo, hi], [y, y], linewidth=6, alpha=0.6, color=colors[m])
                     right.plot([p], [y], "k|", markersize=14)
-                    labels.append(f"{key.split('/', 1)[1]}: {pair.split(' / ')[0]}")
+                    labels.append(f"{name}: {m.split(' ', 1)[-1]}")
+                    y += 1
         right.axvline(1.0, color="grey", linestyle="--", linewidth=1)
         right.set_xscale("log")
-        right.set_yticks(range(len(labels)), labels, fontsize=7)
-        right.set_title("over ERM's (ratio of means, 95% CI; < 1: flatter)", fontsize=9)
+        right.set_yticks(range(len(labels)), labels, fontsize=6)
+        right.set_title("over ERM's: ratio of means (95% CI); < 1 is flatter", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
