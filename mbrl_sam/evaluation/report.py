@@ -16,7 +16,7 @@ from mbrl_sam.evaluation.aggregate import (
     ratio_interval,
 )
 from mbrl_sam.evaluation.plots import plot_aggregates, plot_curves, plot_study
-from mbrl_sam.evaluation.study import IDENTITY, StudyRun, read_rows
+from mbrl_sam.evaluation.study import StudyRun, read_rows, row_identity
 from mbrl_sam.evaluation.suites import suite_of
 from mbrl_sam.progress import bar
 
@@ -134,10 +134,10 @@ def study_runs(folder: Path) -> list[Run]:
         curve_csv = measure_csv.with_name(measure_csv.name.replace(".measure.csv", ".csv"))
         curves: dict[tuple, dict[int, float]] = {}
         for row in read_rows(curve_csv):
-            curves.setdefault(_identity(row), {})[int(row["step"])] = float(row["return"])
+            curves.setdefault(row_identity(row), {})[int(row["step"])] = float(row["return"])
         for row in read_rows(measure_csv):
-            ident = StudyRun(*_identity(row))
-            curve = sorted(curves.get(_identity(row), {}).items())
+            ident = StudyRun(*row_identity(row))
+            curve = sorted(curves.get(row_identity(row), {}).items())
             if not curve or curve[-1][0] != int(row["step"]):
                 continue  # not recorded in full (study.recorded_runs)
             measures = {k: float(v) for k, v in row.items() if "/" in k and v not in ("", None)}
@@ -149,10 +149,6 @@ def study_runs(folder: Path) -> list[Run]:
         Run(path, i.task, i.label(omit), int(i.seed), curve, [curve[-1][1]], measures)
         for i, path, curve, measures in found
     ]
-
-
-def _identity(row: dict[str, str]) -> tuple[str, ...]:
-    return tuple(row.get(name, "") for name in IDENTITY)
 
 
 def find_runs(roots: list[Path], progress: bool = False) -> list[Run]:

@@ -41,7 +41,7 @@ INFRASTRUCTURE = (
 )
 # Keys of how a run is evaluated and measured, not of what it trains: left out of method names.
 PROTOCOL = ("eval_", "measure.")
-# Keys with columns of their own.
+# Keys with columns of their own, and `seeds` (each seed of a group is a run of its own).
 COLUMNS_OF_THEIR_OWN = (
     "task",
     "seed",
@@ -192,7 +192,8 @@ def _append(path: Path, rows: list[dict[str, Any]], first: tuple[str, ...]) -> N
     os.replace(tmp, path)
 
 
-def _key(row: dict[str, str]) -> tuple[str, ...]:
+def row_identity(row: dict[str, str]) -> tuple[str, ...]:
+    """A CSV row's identity fields, in StudyRun's order."""
     return tuple(row.get(name, "") for name in IDENTITY)
 
 
@@ -201,11 +202,11 @@ def recorded_runs(folder: Path, task: str) -> set[StudyRun]:
     run only) and a curve that reaches that row's step."""
     curves: dict[tuple[str, ...], set[str]] = {}
     for row in read_rows(folder / f"{task_file(task)}.csv"):
-        curves.setdefault(_key(row), set()).add(row["step"])
+        curves.setdefault(row_identity(row), set()).add(row["step"])
     done = set()
     for row in read_rows(folder / f"{task_file(task)}.measure.csv"):
-        if row["step"] in curves.get(_key(row), set()):
-            done.add(StudyRun(*_key(row)))
+        if row["step"] in curves.get(row_identity(row), set()):
+            done.add(StudyRun(*row_identity(row)))
     return done
 
 
