@@ -53,7 +53,7 @@ def record_in_study(trainer: Any, cfg: DictConfig, typed: Any, run_dir: Path) ->
     time limit) is not recorded; rerunning it to the end is."""
     from agents.run import study_folder, study_identity
     from mbrl_sam.evaluation.flatness_hook import final_measurement
-    from mbrl_sam.evaluation.report import eval_curve
+    from mbrl_sam.evaluation.runs import eval_curve
     from mbrl_sam.evaluation.study import commit_of, is_recorded, record
 
     if typed.study is None or trainer.collector.agent_steps < typed.steps // trainer.repeat:

@@ -25,21 +25,14 @@ sys.path.insert(0, str(ROOT))
 from agents.run import load_config  # noqa: E402
 from envs import make_env  # noqa: E402
 from mbrl_sam import seeds  # noqa: E402
-from mbrl_sam.environment import random_action  # noqa: E402
+from mbrl_sam.evaluation.episodes import random_returns  # noqa: E402
 
 
 def random_return(overrides: list[str], seed: int) -> float:
     """Mean return of uniform random actions on the run's evaluation episodes."""
     cfg = load_config([*overrides, f"seed={seed}"])
     env = make_env(cfg.task, obs=cfg.obs, action_repeat=cfg.action_repeat, seed=seed)
-    rng, returns = np.random.default_rng(seed), []
-    for i in range(cfg.eval_episodes):
-        env.reset(seed=seeds.training_evaluation(seed) + i)
-        done, total = False, 0.0
-        while not done:
-            _, reward, terminated, truncated = env.step(random_action(env.spec, rng))
-            total, done = total + reward, terminated or truncated
-        returns.append(total)
+    returns = random_returns(env, cfg.eval_episodes, seeds.training_evaluation(seed), seed)
     env.close()
     return float(np.mean(returns))
 

@@ -31,3 +31,8 @@ def training_evaluation(seed: int) -> int:
 def evaluate_script(seed: int) -> int:
     """The reset seed of evaluate.py's first episode for its `seed` option (i-th: + i)."""
     return 2 * 10**6 + seed * 1000
+
+
+def random_reference(seed: int) -> int:
+    """The reset seed of the first episode of a task's random-action reference (i-th: + i)."""
+    return 5 * 10**6 + seed * 1000

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mbrl_sam.agent import Agent
-from mbrl_sam.environment import Env
+from mbrl_sam.environment import Env, EnvSpec, random_action
 from mbrl_sam.progress import bar
 from mbrl_sam.rollout import Rollout, Transition
 
@@ -133,3 +133,25 @@ def run_episodes(
     return play_episodes(
         agent, env, episodes, seed, observer, explore, progress=progress, on_episode=on_episode
     )
+
+
+class UniformRandom:
+    """Acts with uniform random actions: the floor a task's learned returns are read against."""
+
+    def __init__(self, spec: EnvSpec, seed: int) -> None:
+        self.spec, self.rng = spec, np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray, state: Any, is_first: bool, explore: bool) -> tuple[Any, None]:
+        """A uniform random action, whatever it sees."""
+        return random_action(self.spec, self.rng), None
+
+
+def random_returns(
+    env: Env, episodes: int, reset_seed: int, action_seed: int, progress: bool = False
+) -> list[float]:
+    """The returns of `episodes` episodes of uniform random actions drawn from `action_seed`,
+    episode i reset with `reset_seed` + i."""
+    actor = UniformRandom(env.spec, action_seed)
+    # Playing needs only act(), which UniformRandom has.
+    results = play_episodes(actor, env, episodes, reset_seed, progress=progress, desc="random")  # type: ignore[arg-type]
+    return [r["return"] for r in results]

@@ -11,7 +11,7 @@ import numpy as np
 from mbrl_sam.evaluation.aggregate import AGGREGATES
 
 if TYPE_CHECKING:
-    from mbrl_sam.evaluation.report import Run
+    from mbrl_sam.evaluation.runs import Run
 
 
 def plot_curves(runs: list[Run], path: Path) -> None:

@@ -1,13 +1,11 @@
-"""Gather training runs (task x seed x objective) into tables, aggregate statistics and plots."""
+"""Tables, aggregate statistics and plots over training runs (task x seed x method)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from mbrl_sam.evaluation.aggregate import (
     AGGREGATES,
@@ -16,9 +14,14 @@ from mbrl_sam.evaluation.aggregate import (
     ratio_interval,
 )
 from mbrl_sam.evaluation.plots import plot_aggregates, plot_curves, plot_study
-from mbrl_sam.evaluation.study import StudyRun, read_rows, row_identity
+from mbrl_sam.evaluation.runs import Run, find_runs
+from mbrl_sam.evaluation.study import random_references
 from mbrl_sam.evaluation.suites import suite_of
 from mbrl_sam.progress import bar
+
+# A task where every ERM baseline's IQM final return stays within this multiple of uniform
+# random actions' return has not been learned: it cannot tell objectives apart (docs/studies.md).
+LEARNED_OVER_RANDOM = 2.0
 
 # Flatness scalars shown in the report when runs measured them (measure.every or measure.py).
 MEASURE_COLUMNS = (
@@ -34,142 +37,6 @@ MEASURE_COLUMNS = (
 )
 
 
-@dataclass
-class Run:
-    """One training run: what it trained, its eval curve and its final evaluation."""
-
-    path: Path
-    task: str
-    method: str
-    seed: int
-    curve: list[tuple[int, float]]  # (env steps, mean eval return)
-    final_returns: list[float]  # per-episode returns of the last evaluation
-    measures: dict[str, float]  # the last flatness measurement's scalars (may be empty)
-    hours: float | None = None  # wall-clock training hours at the last evaluation, if logged
-    curve_hours: dict[int, float] = field(default_factory=dict)  # env steps -> training hours
-
-    @property
-    def score(self) -> float:
-        """The suite's normalised score of the final evaluation (raw mean outside suites)."""
-        suite = suite_of(self.task)
-        if suite is not None:
-            return suite.normalize(self.task, self.final_returns)
-        return float(np.mean(self.final_returns)) / _scale_outside_suites(self.task)
-
-
-def _scale_outside_suites(task: str) -> float:
-    """DMC returns lie in [0, 1000]; other tasks that no suite lists keep their raw return."""
-    return 1000.0 if task.startswith("dmc/") else 1.0
-
-
-def score_rule(task: str) -> str:
-    """How `Run.score` normalises a task's returns, in words for the report."""
-    suite = suite_of(task)
-    if suite is not None:
-        return suite.rule(task)
-    scale = _scale_outside_suites(task)
-    return f"return / {scale:g}" if scale != 1.0 else "raw return"
-
-
-def _eval_records(path: Path) -> list[dict]:
-    """The lines of evals.jsonl (step, returns, hours), oldest first; [] without the file."""
-    if not (path / "evals.jsonl").exists():
-        return []
-    return [json.loads(line) for line in (path / "evals.jsonl").read_text().splitlines()]
-
-
-def _final_returns(path: Path, record: dict, curve: list[tuple[int, float]]) -> list[float]:
-    """Per-episode returns of the latest evaluation: eval/*.json, else evals.jsonl, else curve."""
-    files = sorted(path.glob("eval/step_*.json"), key=lambda p: int(p.stem.split("_")[1]))
-    if files:
-        return list(json.loads(files[-1].read_text())["returns"])
-    return list(record.get("returns", [curve[-1][1]]))
-
-
-def eval_curve(path: Path) -> list[tuple[int, float]]:
-    """A run directory's (env steps, mean eval return) pairs, oldest first."""
-    by_step: dict[int, float] = {}
-    for line in (path / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("eval/return") is not None:
-            # The latest record for a step wins: logs written before resumes rewound them
-            # (Logger.rewind) may hold a stretch twice.
-            by_step[int(record["step"])] = float(record["eval/return"])
-    return sorted(by_step.items())
-
-
-def load_run(path: Path) -> Run | None:
-    """A Run from a run directory, or None if it has no evaluation yet."""
-    cfg = OmegaConf.load(path / "config.yaml")
-    curve = eval_curve(path)
-    if not curve:
-        return None
-    method = f"{cfg.agent.name}-{cfg.objective.name}"
-    records = _eval_records(path)
-    record = records[-1] if records else {}
-    finals = _final_returns(path, record, curve)
-    measures = _final_measures(path)
-    hours = {int(r["step"]): r["hours"] for r in records if r.get("hours") is not None}
-    last_hours = record.get("hours")
-    return Run(path, cfg.task, method, int(cfg.seed), curve, finals, measures, last_hours, hours)
-
-
-def _final_measures(path: Path) -> dict[str, float]:
-    """Scalars of the latest flatness measurement: measure/*.json, else measure.jsonl."""
-    files = sorted(path.glob("measure/step_*.json"), key=lambda p: int(p.stem.split("_")[1]))
-    if files:
-        return json.loads(files[-1].read_text())["flat"]
-    if (path / "measure.jsonl").exists():
-        lines = (path / "measure.jsonl").read_text().splitlines()
-        if lines:
-            return json.loads(lines[-1])["flat"]
-    return {}
-
-
-def study_runs(folder: Path) -> list[Run]:
-    """The runs a study folder (results/<study>: <task>.csv, <task>.measure.csv) holds in
-    full; a run's final return is its last evaluation's mean (the CSVs keep no episodes)."""
-    found: list[tuple[StudyRun, Path, list[tuple[int, float]], dict[str, float]]] = []
-    for measure_csv in sorted(folder.glob("*.measure.csv")):
-        curve_csv = measure_csv.with_name(measure_csv.name.replace(".measure.csv", ".csv"))
-        curves: dict[tuple, dict[int, float]] = {}
-        for row in read_rows(curve_csv):
-            curves.setdefault(row_identity(row), {})[int(row["step"])] = float(row["return"])
-        for row in read_rows(measure_csv):
-            ident = StudyRun(*row_identity(row))
-            curve = sorted(curves.get(row_identity(row), {}).items())
-            if not curve or curve[-1][0] != int(row["step"]):
-                continue  # not recorded in full (study.recorded_runs)
-            measures = {k: float(v) for k, v in row.items() if "/" in k and v not in ("", None)}
-            found.append((ident, curve_csv, curve, measures))
-    # Settings every run of the study shares say nothing about the difference: not in names.
-    shared = [set(ident.learning_settings()) for ident, *_ in found]
-    omit = frozenset(set.intersection(*shared)) if shared else frozenset()
-    return [
-        Run(path, i.task, i.label(omit), int(i.seed), curve, [curve[-1][1]], measures)
-        for i, path, curve, measures in found
-    ]
-
-
-def find_runs(roots: list[Path], progress: bool = False) -> list[Run]:
-    """Every run directory (config.yaml + metrics.jsonl) under `roots` with an evaluation, and
-    every run a study folder among `roots` holds; `progress` shows the runs read."""
-    studies = [r for r in roots if any(r.glob("*.measure.csv"))]
-    roots = [r for r in roots if r not in studies]
-    dirs = set()
-    for root in roots:
-        for cfg in [root / "config.yaml", *root.rglob("config.yaml")]:
-            if cfg.exists() and (cfg.parent / "metrics.jsonl").exists():
-                dirs.add(cfg.parent)
-    with bar(len(dirs), "runs read", "run", progress) as read:
-        runs = []
-        for d in sorted(dirs):
-            read.set_postfix(run=str(d), refresh=False)
-            runs.append(load_run(d))
-            read.update()
-    return [r for r in runs if r is not None] + [r for f in studies for r in study_runs(f)]
-
-
 def score_matrix(runs: list[Run], tasks: list[str]) -> np.ndarray:
     """Scores shaped (seeds, tasks); tasks with more seeds are cut to the smallest count."""
     per_task = [[r.score for r in sorted(runs, key=lambda r: r.seed) if r.task == t] for t in tasks]
@@ -177,8 +44,10 @@ def score_matrix(runs: list[Run], tasks: list[str]) -> np.ndarray:
     return np.array([s[:n] for s in per_task]).T
 
 
-def build_report(runs: list[Run], reps: int = 2000) -> dict:
-    """Per-task tables, aggregates with bootstrap intervals, and pairwise improvement odds."""
+def build_report(runs: list[Run], reps: int = 2000, random: dict[str, float] | None = None) -> dict:
+    """Per-task tables, aggregates with bootstrap intervals, and pairwise improvement odds;
+    `random` (task -> return of uniform random actions) leaves unlearned tasks out of the
+    aggregates."""
     methods = sorted({r.method for r in runs})
     tasks = sorted({r.task for r in runs})
     table = {}
@@ -197,52 +66,58 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
                     "score_std": float(np.std(scores)),
                 }
         table[task] = row
-    # Aggregates over the tasks every method has run.
-    common = [t for t in tasks if all(m in table[t] for m in methods)]
-    aggregates, matrices = {}, {}
-    if common:
-        for m in methods:
+    iqm_of = {
+        task: {m: interval(AGGREGATES["iqm"], f, reps=reps) for m, f in finals.items()}
+        for task, finals in ((t, _task_finals(runs, t, table[t])) for t in tasks)
+    }
+    unlearned = _unlearned(iqm_of, random or {})
+    # Aggregates per agent, over the tasks all its methods ran and its baselines learned.
+    aggregates, matrices, aggregate_tasks = {}, {}, {}
+    for agent, mine in _by_agent(methods).items():
+        common = [t for t in tasks if t not in unlearned and all(m in table[t] for m in mine)]
+        if not common:
+            continue
+        aggregate_tasks[agent] = common
+        for m in mine:
             matrices[m] = score_matrix([r for r in runs if r.method == m], common)
             aggregates[m] = {
                 name: interval(fn, matrices[m], reps=reps) for name, fn in AGGREGATES.items()
             }
-    # Per suite too when the runs span several: each has its own normalisation and task set.
-    by_suite: dict[str, list[str]] = {}
-    for task in common:
-        suite = suite_of(task)
-        by_suite.setdefault(suite.name if suite else "no suite", []).append(task)
-    suite_aggregates = {}
-    if len(by_suite) > 1:
+    # Per suite too when an agent's tasks span several: each has its own normalisation.
+    suite_aggregates: dict[str, dict] = {}
+    for agent, common in aggregate_tasks.items():
+        by_suite: dict[str, list[str]] = {}
+        for task in common:
+            suite = suite_of(task)
+            by_suite.setdefault(suite.name if suite else "no suite", []).append(task)
+        if len(by_suite) < 2:
+            continue
         for name, suite_tasks in by_suite.items():
-            suite_aggregates[name] = {
-                m: {
-                    k: interval(
-                        fn, score_matrix([r for r in runs if r.method == m], suite_tasks), reps=reps
-                    )
-                    for k, fn in AGGREGATES.items()
+            suite_aggregates.setdefault(name, {}).update(
+                {
+                    m: {
+                        k: interval(
+                            fn,
+                            score_matrix([r for r in runs if r.method == m], suite_tasks),
+                            reps=reps,
+                        )
+                        for k, fn in AGGREGATES.items()
+                    }
+                    for m in _by_agent(methods)[agent]
                 }
-                for m in methods
-            }
+            )
     improvement = {}
     for a, b in _pairs(methods):
-        if a in matrices:
+        if a in matrices and b in matrices:
             improvement[f"P({a} > {b})"] = improvement_interval(matrices[a], matrices[b], reps=reps)
-    # Per task: the IQM of the final return over seeds, and the chance of improvement.
-    task_iqm: dict[str, dict[str, tuple[float, float, float]]] = {}
-    task_improvement: dict[str, dict[str, tuple[float, float, float]]] = {}
-    for task in tasks:
-        finals = {
-            m: np.array(
-                [[np.mean(r.final_returns)] for r in runs if (r.task, r.method) == (task, m)]
-            )
-            for m in methods
-            if m in table[task]
-        }
-        task_iqm[task] = {m: interval(AGGREGATES["iqm"], f, reps=reps) for m, f in finals.items()}
-        task_improvement[task] = {
+    # Per task: the chance that a run of one method beats a run of another.
+    task_improvement = {
+        task: {
             f"P({a} > {b})": improvement_interval(finals[a], finals[b], reps=reps)
             for a, b in _pairs(list(finals))
         }
+        for task, finals in ((t, _task_finals(runs, t, table[t])) for t in tasks)
+    }
     measures: dict[str, dict[str, dict[str, float]]] = {}
     measure_intervals: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
     for task in tasks:
@@ -287,16 +162,18 @@ def build_report(runs: list[Run], reps: int = 2000) -> dict:
     return {
         "methods": methods,
         "tasks": tasks,
-        "caveats": caveats(table, listing),
+        "caveats": caveats(table, listing, unlearned, random),
         "curves": {task: curve_table([r for r in runs if r.task == task]) for task in tasks},
         "runs": listing,
         "measures": measures,
-        "aggregate_tasks": common,
+        "aggregate_tasks": aggregate_tasks,
         "table": table,
         "aggregates": aggregates,
         "suite_aggregates": suite_aggregates,
         "improvement": improvement,
-        "task_iqm": task_iqm,
+        "task_iqm": iqm_of,
+        "random": {t: random[t] for t in tasks if random and t in random},
+        "unlearned": unlearned,
         "task_improvement": task_improvement,
         "measure_intervals": measure_intervals,
         "measure_ratios": measure_ratios,
@@ -308,12 +185,48 @@ def _is_erm(method: str) -> bool:
     return method.split(" ", 1)[0].endswith("-erm")
 
 
+def agent_of(method: str) -> str:
+    """The agent a method trains: 'tdmpc-sam rho=0.005' -> 'tdmpc'."""
+    return method.split(" ", 1)[0].rsplit("-", 1)[0]
+
+
+def _by_agent(methods: list[str]) -> dict[str, list[str]]:
+    """The methods grouped by their agent, in order."""
+    groups: dict[str, list[str]] = {}
+    for m in methods:
+        groups.setdefault(agent_of(m), []).append(m)
+    return groups
+
+
 def _pairs(methods: list[str]) -> list[tuple[str, str]]:
-    """The (a, b) pairs whose P(a > b) the report gives: each method against each ERM method
-    when there is one (a study's baselines), else every ordered pair."""
-    baselines = [m for m in methods if _is_erm(m)]
-    against = baselines or methods
-    return [(a, b) for b in against for a in methods if a != b]
+    """The (a, b) pairs whose P(a > b) the report gives, within each agent: each method against
+    the agent's ERM methods when it has some (a study's baselines), else every ordered pair."""
+    pairs = []
+    for mine in _by_agent(methods).values():
+        against = [m for m in mine if _is_erm(m)] or mine
+        pairs += [(a, b) for b in against for a in mine if a != b]
+    return pairs
+
+
+def _task_finals(runs: list[Run], task: str, row: dict) -> dict[str, np.ndarray]:
+    """Per method that ran `task`: its runs' final mean returns, shaped (runs, 1)."""
+    return {
+        m: np.array([[np.mean(r.final_returns)] for r in runs if (r.task, r.method) == (task, m)])
+        for m in row
+    }
+
+
+def _unlearned(iqm_of: dict[str, dict], random: dict[str, float]) -> list[str]:
+    """Tasks with a random-action reference where every ERM baseline's IQM final return stays
+    under LEARNED_OVER_RANDOM times it (a return that can be negative is compared by margin)."""
+    out = []
+    for task, per_method in iqm_of.items():
+        erm = [point for m, (point, _, _) in per_method.items() if _is_erm(m)]
+        if task in random and erm:
+            floor = random[task] + (LEARNED_OVER_RANDOM - 1) * abs(random[task])
+            if max(erm) < floor:
+                out.append(task)
+    return out
 
 
 def curve_table(runs: list[Run]) -> dict[str, dict[str, list[float | None]]]:
@@ -332,8 +245,11 @@ def curve_table(runs: list[Run]) -> dict[str, dict[str, list[float | None]]]:
     return out
 
 
-def caveats(table: dict, listing: list[dict]) -> list[str]:
-    """Warnings a reader needs before trusting the comparison: single seeds, unequal budgets."""
+def caveats(
+    table: dict, listing: list[dict], unlearned: list[str], random: dict[str, float] | None
+) -> list[str]:
+    """Warnings a reader needs before trusting the comparison: single seeds, unequal budgets,
+    tasks the baselines did not learn or that have no random-action reference."""
     notes = []
     single = sorted({m for row in table.values() for m, cell in row.items() if cell["n"] < 2})
     if single:
@@ -349,21 +265,37 @@ def caveats(table: dict, listing: list[dict]) -> list[str]:
                 f"Runs on {task} end at different env steps ({steps[0]} to {steps[-1]}): "
                 "their returns compare unequal budgets."
             )
+    for task in unlearned:
+        notes.append(
+            f"ERM did not learn {task}: its IQM final return stays under "
+            f"{LEARNED_OVER_RANDOM:g}x that of uniform random actions ({random[task]:.1f}); the "
+            "task is left out of the aggregates."
+        )
+    if random is not None:
+        missing = [t for t in table if t not in random]
+        if missing:
+            notes.append(
+                f"No random-action reference for {', '.join(missing)}: whether ERM learned "
+                "there is not checked (report.py random_episodes=N measures one)."
+            )
     return notes
 
 
 def write_report(roots: list[Path], out: Path, reps: int = 2000, progress: bool = False) -> dict:
     """Gather the runs under `roots`; write report.md, report.json and PNGs into `out`
-    (`progress`: show the runs read and the files written)."""
+    (`progress`: show the runs read and the files written). Study folders among `roots`
+    bring their random-action references (random.csv)."""
     runs = find_runs(roots, progress)
     if not runs:
         raise FileNotFoundError(f"no evaluated runs under {[str(r) for r in roots]}")
+    studies = [r for r in roots if any(r.glob("*.measure.csv"))]
+    random = {k: v for f in studies for k, v in random_references(f).items()} if studies else None
     out.mkdir(parents=True, exist_ok=True)
     from mbrl_sam.evaluation.report_markdown import markdown
 
     with bar(None, "report", "file", progress) as written:
         written.set_postfix(now=f"statistics ({reps} bootstrap reps)", refresh=False)
-        report = build_report(runs, reps)
+        report = build_report(runs, reps, random)
         plots = ["curves.png"] + (["aggregates.png"] if report["aggregates"] else [])
         plots += ["study.png"] if report["measure_ratios"] else []
         written.reset(len(plots) + 2)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mbrl_sam.evaluation.aggregate import AGGREGATES
-from mbrl_sam.evaluation.report import MEASURE_COLUMNS, score_rule
+from mbrl_sam.evaluation.report import MEASURE_COLUMNS
+from mbrl_sam.evaluation.runs import score_rule
 
 
 def _curve_markdown(task: str, curves: dict, max_rows: int = 21) -> list[str]:
@@ -51,10 +52,12 @@ def markdown(report: dict, plots: list[str]) -> str:
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + f" | {score_rule(task)} |")
     lines += ["", "## IQM of the final return per task (95% stratified bootstrap CI)", ""]
-    lines.append("| task | " + " | ".join(methods) + " |")
-    lines.append("|---|" + "---|" * len(methods))
+    lines.append("| task | " + " | ".join(methods) + " | uniform random |")
+    lines.append("|---|" + "---|" * (len(methods) + 1))
     for task, row in report["task_iqm"].items():
         cells = [_interval_text(row[m], ".1f") if m in row else "-" for m in methods]
+        floor = report["random"].get(task)
+        cells.append("-" if floor is None else f"{floor:.1f}")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     if any(report["task_improvement"].values()):
         lines += ["", "## Probability of improvement per task (95% CI)", ""]
@@ -73,7 +76,8 @@ def markdown(report: dict, plots: list[str]) -> str:
         lines += ([""] if i else []) + _curve_markdown(task, curves)
     if report["aggregates"]:
         lines += ["", "## Aggregate normalised score (95% stratified bootstrap CI)", ""]
-        lines.append(f"Tasks: {', '.join(report['aggregate_tasks'])}.")
+        per_agent = [f"{a}: {', '.join(ts)}" for a, ts in report["aggregate_tasks"].items()]
+        lines.append(f"Tasks, per agent: {'; '.join(per_agent)}.")
         lines += ["", "| method | " + " | ".join(AGGREGATES) + " |"]
         lines.append("|---|" + "---|" * len(AGGREGATES))
         for m, aggs in report["aggregates"].items():

@@ -243,3 +243,26 @@ def _number(value: float) -> str:
     """A float as written in the CSVs: shortest round-trip text, 'nan' kept."""
     value = float(value)
     return "nan" if math.isnan(value) else repr(value)
+
+
+RANDOM_FILE = "random.csv"
+RANDOM_COLUMNS = ("task", "return", "episodes", "seed", "commit")
+
+
+def random_references(folder: Path) -> dict[str, float]:
+    """Per task, the mean return of uniform random actions the study holds (random.csv)."""
+    return {row["task"]: float(row["return"]) for row in read_rows(folder / RANDOM_FILE)}
+
+
+def record_random(folder: Path, task: str, returns: list[float], seed: int, commit: str) -> bool:
+    """Keep `task`'s random-action reference (the mean of `returns`, episodes reset from
+    `seed`); False (and nothing written) when the study holds one already."""
+    if not returns:
+        raise ValueError("a random-action reference needs at least one episode")
+    with _locked(folder):
+        if task in random_references(folder):
+            return False
+        mean = sum(returns) / len(returns)
+        row = {"task": task, "return": _number(mean), "episodes": len(returns), "seed": seed}
+        _append(folder / RANDOM_FILE, [{**row, "commit": commit}], RANDOM_COLUMNS)
+    return True

@@ -12,8 +12,9 @@ import evaluate
 import train
 from agents.run import load_config
 from mbrl_sam import seeds
-from mbrl_sam.evaluation.report import Run, build_report, write_report
+from mbrl_sam.evaluation.report import build_report, write_report
 from mbrl_sam.evaluation.report_markdown import markdown
+from mbrl_sam.evaluation.runs import Run
 from mbrl_sam.progress import INTERVAL_VARIABLE
 from mbrl_sam.rollout import Rollout
 from tests.evaluation.test_flatness import exit_status
@@ -322,3 +323,66 @@ def test_a_study_folder_reports_per_task_iqm_and_improvement_by_hand(tmp_path):
     assert ratio[0] == pytest.approx(14 / 10) and ratio[1] <= 1.4 <= ratio[2]
     assert "IQM of the final return per task" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "study.png").stat().st_size > 1000
+
+
+def test_an_unlearned_task_leaves_the_aggregates_and_agents_are_compared_apart(tmp_path):
+    def run(task: str, method: str, seed: int, ret: float) -> Run:
+        name = f"{task.replace('/', '_')}_{method}_{seed}"
+        return Run(tmp_path / name, task, method, seed, [(0, 0.0), (100, ret)], [ret], {})
+
+    runs = []
+    for seed in range(3):
+        runs += [run("dmc/walker-walk", "tdmpc-erm", seed, 300.0 + seed)]
+        runs += [run("dmc/walker-walk", "tdmpc-sam rho=0.005", seed, 400.0 + seed)]
+        runs += [run("dmc/cheetah-run", "tdmpc-erm", seed, 15.0 + seed)]  # IQM 16 < 2 x 9
+        runs += [run("dmc/cheetah-run", "tdmpc-sam rho=0.005", seed, 100.0)]
+        runs += [run("dmc/cartpole-swingup", "dreamer-erm", seed, 200.0 + seed)]
+        runs += [run("dmc/cartpole-swingup", "dreamer-sam rho=0.05", seed, 100.0 + seed)]
+    random = {"dmc/walker-walk": 40.0, "dmc/cheetah-run": 9.0}
+    report = build_report(runs, reps=50, random=random)
+    assert report["unlearned"] == ["dmc/cheetah-run"]
+    assert report["aggregate_tasks"] == {
+        "dreamer": ["dmc/cartpole-swingup"],
+        "tdmpc": ["dmc/walker-walk"],
+    }
+    # Over walker-walk alone: SAM's 400-402 against ERM's 300-302 (scores / 1000).
+    assert report["aggregates"]["tdmpc-sam rho=0.005"]["mean"][0] == pytest.approx(0.401)
+    assert report["aggregates"]["dreamer-erm"]["mean"][0] == pytest.approx(0.201)
+    assert sorted(report["improvement"]) == [
+        "P(dreamer-sam rho=0.05 > dreamer-erm)",
+        "P(tdmpc-sam rho=0.005 > tdmpc-erm)",
+    ]
+    assert report["improvement"]["P(tdmpc-sam rho=0.005 > tdmpc-erm)"][0] == 1.0
+    assert report["caveats"] == [
+        "ERM did not learn dmc/cheetah-run: its IQM final return stays under 2x that of "
+        "uniform random actions (9.0); the task is left out of the aggregates.",
+        "No random-action reference for dmc/cartpole-swingup: whether ERM learned there is "
+        "not checked (report.py random_episodes=N measures one).",
+    ]
+    # A task's runs are still reported on their own.
+    assert list(report["task_improvement"]["dmc/cheetah-run"]) == [
+        "P(tdmpc-sam rho=0.005 > tdmpc-erm)"
+    ]
+    md = markdown(report, [])
+    assert "Tasks, per agent: dreamer: dmc/cartpole-swingup; tdmpc: dmc/walker-walk." in md
+    assert "| 9.0 |" in md  # cheetah-run's random reference in the IQM table
+
+
+def test_report_py_measures_a_study_tasks_random_reference_once(tmp_path):
+    from mbrl_sam.evaluation.study import StudyRun, random_references, record
+
+    erm = StudyRun("dmc/cartpole-swingup", "tdmpc", "tiny", "erm", "", "", "200", "", "0")
+    record(tmp_path, erm, [(0, 0.0), (200, 100.0)], {"sharpness/trace": 1.0}, "c")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "report.py"), str(tmp_path), f"out={out}", "reps=20"]
+    first = subprocess.run(
+        [*cmd, "random_episodes=1", "progress=false"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    reference = random_references(tmp_path)["dmc/cartpole-swingup"]
+    assert 0.0 < reference < 200.0 and "uniform random actions return" in first.stdout
+    again = subprocess.run([*cmd, "progress=false"], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and "uniform random" not in again.stdout
+    assert random_references(tmp_path) == {"dmc/cartpole-swingup": reference}
+    bad = subprocess.run([*cmd, "random_episodes=-1"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "random_episodes=<n>" in bad.stderr

@@ -145,3 +145,17 @@ def test_a_bad_study_name_is_refused(name):
     cfg.study = name
     with pytest.raises(ConfigError, match="study="):
         OmegaConf.to_object(cfg)
+
+
+def test_a_tasks_random_reference_is_kept_once(tmp_path):
+    from mbrl_sam.evaluation.study import random_references, record_random
+
+    assert random_references(tmp_path) == {}
+    assert record_random(tmp_path, "dmc/walker-walk", [30.0, 50.0], 0, "abc")
+    assert not record_random(tmp_path, "dmc/walker-walk", [99.0], 0, "def")
+    assert record_random(tmp_path, "dmc/cheetah-run", [1.5], 0, "abc")
+    assert random_references(tmp_path) == {"dmc/walker-walk": 40.0, "dmc/cheetah-run": 1.5}
+    rows = (tmp_path / "random.csv").read_text().splitlines()
+    assert rows[:2] == ["task,return,episodes,seed,commit", "dmc/walker-walk,40.0,2,0,abc"]
+    with pytest.raises(ValueError, match="at least one episode"):
+        record_random(tmp_path, "dmc/hopper-hop", [], 0, "abc")
