@@ -133,7 +133,7 @@ def build_report(runs: list[Run], reps: int = 2000, random: dict[str, float] | N
     measure_ratios: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
     for task in tasks:
         for a, b in _pairs(methods):
-            if not _is_erm(b):
+            if not is_erm(b):
                 continue
             for key in MEASURE_COLUMNS:
                 xs, ys = (
@@ -180,7 +180,7 @@ def build_report(runs: list[Run], reps: int = 2000, random: dict[str, float] | N
     }
 
 
-def _is_erm(method: str) -> bool:
+def is_erm(method: str) -> bool:
     """Whether a method is an ERM baseline: 'tdmpc-erm', 'tdmpc-erm train_ratio=256'."""
     return method.split(" ", 1)[0].endswith("-erm")
 
@@ -203,7 +203,7 @@ def _pairs(methods: list[str]) -> list[tuple[str, str]]:
     the agent's ERM methods when it has some (a study's baselines), else every ordered pair."""
     pairs = []
     for mine in _by_agent(methods).values():
-        against = [m for m in mine if _is_erm(m)] or mine
+        against = [m for m in mine if is_erm(m)] or mine
         pairs += [(a, b) for b in against for a in mine if a != b]
     return pairs
 
@@ -221,7 +221,7 @@ def _unlearned(iqm_of: dict[str, dict], random: dict[str, float]) -> list[str]:
     under LEARNED_OVER_RANDOM times it (a return that can be negative is compared by margin)."""
     out = []
     for task, per_method in iqm_of.items():
-        erm = [point for m, (point, _, _) in per_method.items() if _is_erm(m)]
+        erm = [point for m, (point, _, _) in per_method.items() if is_erm(m)]
         if task in random and erm:
             floor = random[task] + (LEARNED_OVER_RANDOM - 1) * abs(random[task])
             if max(erm) < floor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mbrl_sam.evaluation.aggregate import AGGREGATES
-from mbrl_sam.evaluation.report import MEASURE_COLUMNS
+from mbrl_sam.evaluation.report import MEASURE_COLUMNS, agent_of, is_erm
 from mbrl_sam.evaluation.runs import score_rule
 
 
@@ -33,6 +33,7 @@ def markdown(report: dict, plots: list[str]) -> str:
     lines = ["# Evaluation report", ""]
     if report["caveats"]:
         lines += ["## Caveats", "", *[f"- {note}" for note in report["caveats"]], ""]
+    lines += _study_summary(report)
     lines += ["## Final return per task (mean ± std over seeds, n)", ""]
     lines.append("| task | " + " | ".join(methods) + " |")
     lines.append("|---|" + "---|" * len(methods))
@@ -115,6 +116,48 @@ def markdown(report: dict, plots: list[str]) -> str:
             lines.append(f"- {name} = {p:.3f} [{lo:.3f}, {hi:.3f}]")
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+# The flatness columns of the study summary, each a ratio to the ERM baseline's mean.
+SUMMARY_RATIOS = {
+    "sharpness/top_eigenvalue": "top eigenvalue",
+    "sharpness/trace": "trace",
+    "value_gap/abs_gap": "value gap",
+    "model_error/latent_mse_15": "15-step latent error",
+}
+
+
+def _study_summary(report: dict) -> list[str]:
+    """Each method against its agent's ERM baseline, a row per task and one over the agent's
+    tasks: IQM of the final return (of the normalised score over tasks), the probability of
+    improvement, and the flatness ratios; [] when no run measured flatness."""
+    if not report.get("measure_ratios"):
+        return []
+    head = ["task", "method", "IQM", "ERM's IQM", "P(> ERM)"]
+    head += [f"{name} / ERM" for name in SUMMARY_RATIOS.values()]
+    lines = ["## Study summary: each method against its ERM baseline (95% CIs)", ""]
+    lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    rows = []
+    for task, pairs in report["task_improvement"].items():
+        iqm, ratios = report["task_iqm"][task], report["measure_ratios"].get(task, {})
+        for pair, chance in pairs.items():
+            method, base = pair[2:-1].split(" > ")
+            if base not in iqm or not is_erm(base):
+                continue
+            flat = ratios.get(f"{method} / {base}", {})
+            cells = [task, method, _interval_text(iqm[method], ".1f")]
+            cells += [_interval_text(iqm[base], ".1f"), _interval_text(chance, ".2f")]
+            cells += [_interval_text(flat[k], ".2f") if k in flat else "-" for k in SUMMARY_RATIOS]
+            rows.append(cells)
+    for pair, chance in report["improvement"].items():
+        method, base = pair[2:-1].split(" > ")
+        n = len(report["aggregate_tasks"].get(agent_of(base), []))
+        if method in report["aggregates"] and base in report["aggregates"] and is_erm(base):
+            cells = [f"**over {n} task{'s' * (n > 1)}** (normalised score)", method]
+            cells += [_interval_text(report["aggregates"][m]["iqm"], ".3f") for m in (method, base)]
+            cells += [_interval_text(chance, ".2f")] + ["-"] * len(SUMMARY_RATIOS)
+            rows.append(cells)
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows] + [""]
 
 
 def _interval_text(value: tuple[float, float, float], fmt: str) -> str:

@@ -321,7 +321,13 @@ def test_a_study_folder_reports_per_task_iqm_and_improvement_by_hand(tmp_path):
     # SAM's eigenvalues over ERM's: (2+3+4+5) / (1+2+3+4).
     ratio = report["measure_ratios"]["dmc/walker-walk"][f"{s} / {e}"]["sharpness/top_eigenvalue"]
     assert ratio[0] == pytest.approx(14 / 10) and ratio[1] <= 1.4 <= ratio[2]
-    assert "IQM of the final return per task" in (tmp_path / "out" / "report.md").read_text()
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "IQM of the final return per task" in md
+    # The summary: SAM's IQM, ERM's, P(> ERM) 11.5/16 = 0.72, the eigenvalue ratio 1.40.
+    row = next(x for x in md.splitlines() if x.startswith(f"| dmc/walker-walk | {s} | "))
+    assert row.split(" | ")[2].startswith("3.5 [") and row.split(" | ")[3].startswith("2.5 [")
+    assert row.split(" | ")[4].startswith("0.72 [") and row.split(" | ")[5].startswith("1.40 [")
+    assert f"| **over 1 task** (normalised score) | {s} | " in md
     assert (tmp_path / "out" / "study.png").stat().st_size > 1000
 
 
