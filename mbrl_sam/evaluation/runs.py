@@ -123,11 +123,21 @@ def study_runs(folder: Path) -> list[Run]:
                 continue  # not recorded in full (study.recorded_runs)
             measures = {k: float(v) for k, v in row.items() if "/" in k and v not in ("", None)}
             found.append((ident, curve_csv, curve, measures))
-    # Settings every run of the study shares say nothing about the difference: not in names.
-    shared = [set(ident.learning_settings()) for ident, *_ in found]
-    omit = frozenset(set.intersection(*shared)) if shared else frozenset()
+    # Settings every run of an agent shares say nothing about the difference: not in names.
+    shared: dict[str, set[str]] = {}
+    for ident, *_ in found:
+        mine = set(ident.learning_settings())
+        shared[ident.agent] = shared.get(ident.agent, mine) & mine
     return [
-        Run(path, i.task, i.label(omit), int(i.seed), curve, [curve[-1][1]], measures)
+        Run(
+            path,
+            i.task,
+            i.label(frozenset(shared[i.agent])),
+            int(i.seed),
+            curve,
+            [curve[-1][1]],
+            measures,
+        )
         for i, path, curve, measures in found
     ]
 

@@ -392,3 +392,30 @@ def test_report_py_measures_a_study_tasks_random_reference_once(tmp_path):
     assert random_references(tmp_path) == {"dmc/cartpole-swingup": reference}
     bad = subprocess.run([*cmd, "random_episodes=-1"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "random_episodes=<n>" in bad.stderr
+
+
+def test_a_study_names_methods_without_the_settings_their_agent_shares(tmp_path):
+    import dataclasses
+
+    from mbrl_sam.evaluation.runs import study_runs
+    from mbrl_sam.evaluation.study import StudyRun, record
+
+    tdmpc = StudyRun(
+        "dmc/cartpole-swingup", "tdmpc", "tiny", "erm", "", "", "200", "train_ratio=256.0", "0"
+    )
+    runs = [
+        tdmpc,
+        dataclasses.replace(tdmpc, objective="sam", rho="0.005", perturb="encoder+dynamics"),
+        dataclasses.replace(tdmpc, objective="sam", rho="0.005", perturb="all", seed="1"),
+        dataclasses.replace(tdmpc, agent="dreamer", settings="train_ratio=32.0"),
+        dataclasses.replace(tdmpc, agent="dreamer", settings="train_ratio=32.0 seed_x=1"),
+    ]
+    for run in runs:
+        record(tmp_path, run, [(0, 0.0), (200, 1.0)], {"sharpness/trace": 1.0}, "c")
+    assert sorted({r.method for r in study_runs(tmp_path)}) == [
+        "dreamer-erm",
+        "dreamer-erm seed_x=1",
+        "tdmpc-erm",
+        "tdmpc-sam rho=0.005 perturb=all",
+        "tdmpc-sam rho=0.005 perturb=encoder+dynamics",
+    ]
