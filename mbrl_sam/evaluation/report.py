@@ -66,9 +66,10 @@ def build_report(runs: list[Run], reps: int = 2000, random: dict[str, float] | N
                     "score_std": float(np.std(scores)),
                 }
         table[task] = row
+    finals_of = {task: _task_finals(runs, task, table[task]) for task in tasks}
     iqm_of = {
         task: {m: interval(AGGREGATES["iqm"], f, reps=reps) for m, f in finals.items()}
-        for task, finals in ((t, _task_finals(runs, t, table[t])) for t in tasks)
+        for task, finals in finals_of.items()
     }
     unlearned = _unlearned(iqm_of, random or {})
     # Aggregates per agent, over the tasks all its methods ran and its baselines learned.
@@ -116,7 +117,7 @@ def build_report(runs: list[Run], reps: int = 2000, random: dict[str, float] | N
             f"P({a} > {b})": improvement_interval(finals[a], finals[b], reps=reps)
             for a, b in _pairs(list(finals))
         }
-        for task, finals in ((t, _task_finals(runs, t, table[t])) for t in tasks)
+        for task, finals in finals_of.items()
     }
     measures: dict[str, dict[str, dict[str, float]]] = {}
     measure_intervals: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
