@@ -48,6 +48,7 @@ def main() -> None:
     """Split positional run roots from key=value options, then write the report."""
     from mbrl_sam.config import answer_help
     from mbrl_sam.evaluation.report import write_report
+    from mbrl_sam.evaluation.study import is_study_folder
 
     answer_help(sys.argv[1:], __doc__)
     roots = [Path(a) for a in sys.argv[1:] if "=" not in a]
@@ -62,7 +63,7 @@ def main() -> None:
     try:
         if int(episodes) > 0:
             for root in roots:
-                if any(root.glob("*.measure.csv")):
+                if is_study_folder(root):
                     fill_random_references(root, int(episodes), progress == "true")
         report = write_report(roots, out, int(options.get("reps", 2000)), progress == "true")
     except FileNotFoundError as err:

@@ -15,7 +15,7 @@ from mbrl_sam.evaluation.aggregate import (
 )
 from mbrl_sam.evaluation.plots import plot_aggregates, plot_curves, plot_study
 from mbrl_sam.evaluation.runs import Run, find_runs
-from mbrl_sam.evaluation.study import random_references
+from mbrl_sam.evaluation.study import is_study_folder, random_references
 from mbrl_sam.evaluation.suites import suite_of
 from mbrl_sam.progress import bar
 
@@ -289,7 +289,7 @@ def write_report(roots: list[Path], out: Path, reps: int = 2000, progress: bool 
     runs = find_runs(roots, progress)
     if not runs:
         raise FileNotFoundError(f"no evaluated runs under {[str(r) for r in roots]}")
-    studies = [r for r in roots if any(r.glob("*.measure.csv"))]
+    studies = [r for r in roots if is_study_folder(r)]
     random = {k: v for f in studies for k, v in random_references(f).items()} if studies else None
     out.mkdir(parents=True, exist_ok=True)
     from mbrl_sam.evaluation.report_markdown import markdown

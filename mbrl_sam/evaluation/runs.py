@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from mbrl_sam.evaluation.study import StudyRun, read_rows, row_identity
+from mbrl_sam.evaluation.study import StudyRun, is_study_folder, read_rows, row_identity
 from mbrl_sam.evaluation.suites import suite_of
 from mbrl_sam.progress import bar
 
@@ -145,7 +145,7 @@ def study_runs(folder: Path) -> list[Run]:
 def find_runs(roots: list[Path], progress: bool = False) -> list[Run]:
     """Every run directory (config.yaml + metrics.jsonl) under `roots` with an evaluation, and
     every run a study folder among `roots` holds; `progress` shows the runs read."""
-    studies = [r for r in roots if any(r.glob("*.measure.csv"))]
+    studies = [r for r in roots if is_study_folder(r)]
     roots = [r for r in roots if r not in studies]
     dirs = set()
     for root in roots:

@@ -133,6 +133,11 @@ def study_run(config: dict, defaults: dict) -> StudyRun:
     )
 
 
+def is_study_folder(path: Path) -> bool:
+    """Whether `path` is a study's results folder (it holds a <task>.measure.csv)."""
+    return any(path.glob("*.measure.csv"))
+
+
 def task_file(task: str) -> str:
     """A task's file stem: dmc/walker-walk -> dmc_walker-walk."""
     return task.replace("/", "_")
