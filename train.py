@@ -114,11 +114,15 @@ def run_seed_group(cfg: DictConfig, typed: Any, run_dir: Path, device: Any) -> d
     from agents.run import seed_dirs
     from mbrl_sam.checkpoint import rng_state
     from mbrl_sam.registry import agent_entry
+    from mbrl_sam.resume import align_seed_checkpoints
     from mbrl_sam.runtime import matmul_precision
     from mbrl_sam.seed_group import SeedGroup
 
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml")
+    # A group killed in the middle of saving its seeds resumes from the step all of them hold.
+    for note in align_seed_checkpoints(seed_dirs(run_dir, typed.seed, typed.seeds)):
+        print(note, flush=True)
     trainers, seats, envs, configs = [], [], [], []
     for k, seed_dir in enumerate(seed_dirs(run_dir, typed.seed, typed.seeds)):
         seed = typed.seed + k

@@ -55,6 +55,43 @@ class SharedTimeLimit:
         self.reached = self.reached or self.clock.due()
 
 
+class SharedSaves:
+    """The periodic checkpoint clock as the seeds see it: due for every seed in the same round
+    (decided between rounds, once per seed), so that a group killed later finds all its seeds
+    saved at one step. A clock per seed would start with each seed's prefill, one after the
+    other, and leave the seeds' checkpoints at different steps."""
+
+    def __init__(self, clock: Clock, seeds: int) -> None:
+        self.clock, self.pending = clock, False
+        self.views = [_SeedSaves(self) for _ in range(seeds)]
+
+    def latch(self) -> None:
+        """Read the clock, between rounds; start it again once every seed has saved."""
+        if self.pending:
+            if all(v.saved for v in self.views):
+                self.pending = False
+                self.clock.reset()
+        elif self.clock.due():
+            self.pending = True
+            for v in self.views:
+                v.saved = False
+
+
+class _SeedSaves:
+    """One seed's view of SharedSaves, in the place of its trainer's own save clock."""
+
+    def __init__(self, group: SharedSaves) -> None:
+        self.group, self.saved = group, False
+
+    def due(self) -> bool:
+        """Whether this seed is to save now: once per group decision."""
+        return self.group.pending and not self.saved
+
+    def reset(self) -> None:
+        """This seed has saved (or started): no more saves until the group's next decision."""
+        self.saved = True
+
+
 class SharedStop:
     """The run's stop request as the seeds see it: decided between rounds, so that every
     seed stops at the same update. Evaluations are not abandoned (they would stop one seed in
@@ -118,8 +155,10 @@ class SeedGroup:
             for t in self.trainers:
                 t.time_limit = self.limit  # type: ignore[assignment]
         self.stop = SharedStop(first.stop)
-        for t in self.trainers:
+        self.saves = SharedSaves(first.saves, len(self.trainers))
+        for t, view in zip(self.trainers, self.saves.views):
             t.stop = self.stop  # type: ignore[assignment]
+            t.saves = view  # type: ignore[assignment]
         self.device = torch.device(device)
         self.generators = [torch.Generator(device=self.device) for _ in self.trainers]
 
@@ -156,6 +195,7 @@ class SeedGroup:
         if failure is not None:
             raise failure
         self.stop.latch()
+        self.saves.latch()
         if self.limit is not None:
             self.limit.latch()
         return out

@@ -1,5 +1,6 @@
 """`train.py seeds=K`: K seeds in one process, each the run a process of its own would train."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import train
 from agents.run import load_config
 from agents.tdmpc_seeds import StackedTDMPC
 from mbrl_sam.errors import ConfigError
+from mbrl_sam.run_checkpoint import RunCheckpoint
+from mbrl_sam.schedules import Clock
 
 # 60 agent steps of learning after the prefill, 2 updates each, an evaluation in between.
 ARGS = ["agent=tdmpc", "size=tiny", "task=gym/Pendulum-v1", "objective=sam", "prefill=100"]
@@ -77,13 +80,68 @@ def test_a_stopped_seed_group_resumes_bit_identical_to_an_uninterrupted_one(tmp_
             )
 
 
-def test_a_seed_directory_resumes_alone_and_a_group_only_together(tmp_path):
+def test_a_seed_directory_resumes_alone_and_a_group_only_together(tmp_path, capsys):
     group = tmp_path / "group"
     run(group, "seeds=2", "steps=110", "planner=none")
-    # One seed of the group, as a run of its own.
+    # One seed of the group, as a run of its own: one save ahead of the other, which the group
+    # takes back (its previous checkpoint is the step both hold) ...
     run(group / "seed-1", "seed=1", "steps=120", "planner=none")
+    run(group, "seeds=2", "steps=115", "planner=none")
+    assert "seed-1: back to its previous checkpoint, at 110 agent steps" in capsys.readouterr().out
+    assert list((group / "seed-1" / "stale").glob("*/checkpoint.pt"))
+    assert checkpoint(group / "seed-1")["counters"]["agent_steps"] == 115
+    # ... two saves ahead, it is refused.
+    run(group / "seed-1", "seed=1", "steps=120", "planner=none")
+    run(group / "seed-1", "seed=1", "steps=125", "planner=none")
     with pytest.raises(ConfigError, match="different steps"):
         run(group, "seeds=2", "steps=130", "planner=none")
+
+
+def test_every_seed_of_a_group_saves_at_the_same_steps(tmp_path, monkeypatch):
+    reads, saved = [0], {"seed-0": [], "seed-1": []}
+
+    def every_seventh_reading(self: Clock) -> bool:
+        reads[0] += 1  # whoever reads it: a clock per seed would be due for one seed at a time
+        return reads[0] % 7 == 0
+
+    original = RunCheckpoint.save
+
+    def record(self: RunCheckpoint, trainer) -> None:
+        saved[self.run_dir.name].append(trainer.collector.agent_steps)
+        original(self, trainer)
+
+    monkeypatch.setattr(Clock, "due", every_seventh_reading)
+    monkeypatch.setattr(RunCheckpoint, "save", record)
+    run(tmp_path, "seeds=2", "steps=160", "planner=none")
+    assert len(saved["seed-0"]) > 5 and saved["seed-0"] == saved["seed-1"]
+
+
+@pytest.mark.parametrize("killed", ["between the seeds' saves", "in the first save"])
+def test_a_group_killed_while_saving_resumes_as_an_uninterrupted_one(tmp_path, killed, capsys):
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    fast = ("planner=none", "steps=200")
+    run(straight, "seeds=2", *fast)
+    if killed == "between the seeds' saves":
+        # Seed 0 wrote its checkpoint at 160, seed 1 not yet: its latest is seed 0's previous.
+        run(cut, "seeds=2", "planner=none", "steps=140")
+        run(cut, "seeds=2", "planner=none", "steps=160")
+        second = cut / "seed-1"
+        os.replace(second / "checkpoint.prev.pt", second / "checkpoint.pt")
+        expected = "seed-0: back to its previous checkpoint"
+    else:
+        run(cut, "seeds=2", "planner=none", "steps=140")  # one save each, at the end
+        for name in ("checkpoint.pt", "checkpoint.sha256"):
+            (cut / "seed-1" / name).unlink()
+        expected = "seed-0: starts over with the seeds that have no checkpoint"
+    capsys.readouterr()
+    run(cut, "seeds=2", *fast)
+    assert expected in capsys.readouterr().out
+    for seed in (0, 1):
+        a, b = checkpoint(straight / f"seed-{seed}"), checkpoint(cut / f"seed-{seed}")
+        assert a["counters"]["updates"] == b["counters"]["updates"]
+        for name, value in a["agent"]["wm"].items():
+            assert torch.equal(value, b["agent"]["wm"][name]), (seed, name)
+        assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
 @pytest.mark.parametrize(
