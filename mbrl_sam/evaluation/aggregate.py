@@ -31,16 +31,24 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
 
 def _estimates(data: dict, fn: Callable[..., np.ndarray], reps: int, confidence: float, seed: int):
     """rliable's point estimates and percentile intervals, reproducible from `seed`."""
-    with warnings.catch_warnings():
-        # arch (under rliable) warns that RandomState is deprecated; it is what rliable takes.
-        warnings.simplefilter("ignore", FutureWarning)
-        return library.get_interval_estimates(
-            data,
-            fn,
-            reps=reps,
-            confidence_interval_size=confidence,
-            random_state=np.random.RandomState(seed),
-        )
+    # rliable 1.2 draws its resamples from numpy's global generator (StratifiedBootstrap's
+    # update_indices), whatever random_state it is given: without seeding that one, an
+    # interval depends on every draw made before it. It is seeded here and put back after.
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            # arch (under rliable) warns that RandomState is deprecated; it is what rliable takes.
+            warnings.simplefilter("ignore", FutureWarning)
+            return library.get_interval_estimates(
+                data,
+                fn,
+                reps=reps,
+                confidence_interval_size=confidence,
+                random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(saved)
 
 
 def interval(
