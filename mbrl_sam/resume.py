@@ -55,8 +55,9 @@ def align_seed_checkpoints(run_dirs: Sequence[Path]) -> list[str]:
     """Bring a seed group's checkpoints to one step before it resumes; what moved, one line
     each. A group killed while its seeds saved one after another leaves some seeds a checkpoint
     ahead: those fall back to their previous one, the step all the seeds hold. Killed in its
-    first save, it leaves some seeds with none: all start over. The checkpoints set aside go to
-    run_dir/stale/<time>. Any other mismatch is left for the group to refuse."""
+    first save, it leaves some seeds with none (or with one that does not load): all start
+    over. The checkpoints set aside go to run_dir/stale/<time>. Any other mismatch is left for
+    the group to refuse."""
     found = [_checkpoints_by_step(d) for d in run_dirs]
     current = [_current(f) for f in found]
     if len(set(current)) <= 1:
@@ -75,14 +76,19 @@ def align_seed_checkpoints(run_dirs: Sequence[Path]) -> list[str]:
                 )
         return notes
     if None in current and all(len(f) <= 1 for f in found):
+        names = [CHECKPOINT, PREVIOUS, checksum_path(Path(CHECKPOINT)).name]
         for run_dir, now in zip(run_dirs, current, strict=True):
             if now is not None:
-                aside = _move_aside(
-                    run_dir, [CHECKPOINT, PREVIOUS, checksum_path(Path(CHECKPOINT)).name]
-                )
+                aside = _move_aside(run_dir, names)
                 notes.append(
                     f"{run_dir.name}: starts over with the seeds that have no checkpoint (its "
                     f"checkpoint at {now[0]} agent steps moved to {aside})"
+                )
+            elif any((run_dir / name).exists() for name in names):
+                # Files that do not load: left in place, the group's start would fail on them.
+                aside = _move_aside(run_dir, names)
+                notes.append(
+                    f"{run_dir.name}: its checkpoint does not load; starts over (moved to {aside})"
                 )
     return notes
 

@@ -116,7 +116,9 @@ def test_every_seed_of_a_group_saves_at_the_same_steps(tmp_path, monkeypatch):
     assert len(saved["seed-0"]) > 5 and saved["seed-0"] == saved["seed-1"]
 
 
-@pytest.mark.parametrize("killed", ["between the seeds' saves", "in the first save"])
+@pytest.mark.parametrize(
+    "killed", ["between the seeds' saves", "in the first save", "with a first save corrupt"]
+)
 def test_a_group_killed_while_saving_resumes_as_an_uninterrupted_one(tmp_path, killed, capsys):
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     fast = ("planner=none", "steps=200")
@@ -128,11 +130,15 @@ def test_a_group_killed_while_saving_resumes_as_an_uninterrupted_one(tmp_path, k
         second = cut / "seed-1"
         os.replace(second / "checkpoint.prev.pt", second / "checkpoint.pt")
         expected = "seed-0: back to its previous checkpoint"
-    else:
+    elif killed == "in the first save":
         run(cut, "seeds=2", "planner=none", "steps=140")  # one save each, at the end
         for name in ("checkpoint.pt", "checkpoint.sha256"):
             (cut / "seed-1" / name).unlink()
         expected = "seed-0: starts over with the seeds that have no checkpoint"
+    else:
+        run(cut, "seeds=2", "planner=none", "steps=140")
+        (cut / "seed-1" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+        expected = "seed-1: its checkpoint does not load; starts over"
     capsys.readouterr()
     run(cut, "seeds=2", *fast)
     assert expected in capsys.readouterr().out
