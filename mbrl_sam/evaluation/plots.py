@@ -111,7 +111,7 @@ def plot_study(report: dict, path: Path) -> None:
                     p, lo, hi = values[key]
                     right.plot([lo, hi], [y, y], linewidth=6, alpha=0.6, color=colors[m])
                     right.plot([p], [y], "k|", markersize=14)
-                    labels.append(f"{name}: {m.split(' ', 1)[-1]}")
+                    labels.append(f"{name}: {m}")  # the agent too: two may share a task
                     y += 1
         right.axvline(1.0, color="grey", linestyle="--", linewidth=1)
         right.set_xscale("log")
