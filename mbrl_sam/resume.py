@@ -78,18 +78,16 @@ def align_seed_checkpoints(run_dirs: Sequence[Path]) -> list[str]:
     if None in current and all(len(f) <= 1 for f in found):
         names = [CHECKPOINT, PREVIOUS, checksum_path(Path(CHECKPOINT)).name]
         for run_dir, now in zip(run_dirs, current, strict=True):
-            if now is not None:
-                aside = _move_aside(run_dir, names)
-                notes.append(
-                    f"{run_dir.name}: starts over with the seeds that have no checkpoint (its "
-                    f"checkpoint at {now[0]} agent steps moved to {aside})"
-                )
-            elif any((run_dir / name).exists() for name in names):
-                # Files that do not load: left in place, the group's start would fail on them.
-                aside = _move_aside(run_dir, names)
-                notes.append(
-                    f"{run_dir.name}: its checkpoint does not load; starts over (moved to {aside})"
-                )
+            # Every seed's files go, loadable or not: one left behind would be resumed from.
+            if not any((run_dir / name).exists() for name in names):
+                continue
+            aside = _move_aside(run_dir, names)
+            notes.append(
+                f"{run_dir.name}: starts over with the seeds that have no checkpoint (its "
+                f"checkpoint at {now[0]} agent steps moved to {aside})"
+                if now is not None
+                else f"{run_dir.name}: its checkpoint does not load; starts over (moved to {aside})"
+            )
     return notes
 
 
